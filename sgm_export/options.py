@@ -1,0 +1,51 @@
+"""Every setting of every stage, as pydantic models.
+
+One definition serves three front ends: the recipe file (these models nest inside `Recipe`), the
+command line (each field becomes a `--flag`, see `cli_options.py`) and the Python API. Field
+descriptions are the help texts.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Pool = Literal["mean", "max"]
+Device = Literal["auto", "cpu", "cuda"]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+Mode = Literal["aura", "damp", "det0"]
+ExportFormat = Literal["module", "folded", "onnx"]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ScoreOptions(StrictModel):
+    """How neurons are recorded and pooled."""
+
+    pool: Pool = Field("mean", description="pool each neuron over the text tokens by mean (default) or max (as in AurA)")
+    batch_size: int = Field(16, ge=1, description="examples per forward pass")
+    max_length: int = Field(128, ge=2, description="longest token sequence; longer examples are cut")
+    device: Device = Field("auto", description="where the forward passes run: auto picks CUDA when present")
+    dtype: DType = Field("auto", description="dtype of the forward passes (auto: bfloat16 on GPU, float32 on CPU)")
+    limit: int | None = Field(None, ge=1, description="use at most this many examples from each data source")
+
+
+class GlassesOptions(StrictModel):
+    """How scores become per-neuron scales."""
+
+    mode: Mode = Field("aura", description="aura: alpha = 1 - 2*strength*(AUROC-0.5); damp: constant --alpha; det0: alpha = 0")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="neurons with AUROC above this are experts")
+    top_k: int | None = Field(None, ge=1, description="keep only the K experts with the highest AUROC (all layers together)")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="the constant scale of damp mode")
+    strength: float = Field(1.0, ge=0.0, description="multiplies the AUROC-based suppression of aura mode")
+
+
+class ExportOptions(StrictModel):
+    """Which checkpoints to write."""
+
+    formats: list[ExportFormat] = Field(["module"], min_length=1, description="module (custom code, default), folded (plain weights), onnx")
+    verify: bool = Field(True, description="check each checkpoint's logits against the base model with hooked glasses")
+    link: bool = Field(False, description="hard-link unchanged weight files instead of copying them")

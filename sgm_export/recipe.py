@@ -1,0 +1,125 @@
+"""The recipe: one YAML file that describes a whole run, validated by a pydantic schema.
+
+Values come from three places, later ones winning: the file, then `SGM_*` environment variables
+(`SGM_MODEL=...`, `SGM_GLASSES__STRENGTH=2`: a double underscore steps into a section), then
+`--set key=value` on the command line (`--set glasses.top_k=500`; values are read as YAML, so
+`--set export.formats=[module,folded]` works). Paths in a recipe are relative to the directory
+the command runs in. Unknown keys are errors, with a suggestion when one is close.
+"""
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from sgm_export.errors import RecipeError
+from sgm_export.options import ExportOptions, GlassesOptions, ScoreOptions, StrictModel
+
+ENV_PREFIX = "SGM_"
+TOOL_ENV_PREFIX = "SGM_EXPORT_"  # the tool's own settings (SGM_EXPORT_CACHE, ...), not recipe keys
+
+
+class Recipe(StrictModel):
+    """Everything `sgm-export run` does, in one place."""
+
+    model: str = Field("demo", description="Hub id, local directory, or 'demo' (the embedded Gemma-3-270M)")
+    data: list[str] = Field(["builtin:rtp-toxic", "builtin:neutral"], min_length=1, description="labelled example sources")
+    out: Path = Field(Path("out/demo"), description="output directory (created atomically)")
+    score: ScoreOptions = Field(default_factory=ScoreOptions)
+    glasses: GlassesOptions = Field(default_factory=GlassesOptions)
+    export: ExportOptions = Field(default_factory=ExportOptions)
+    allow_pickle: bool = Field(False, description="allow loading .bin/.pt pickle checkpoints (they can run code)")
+    trust_remote_code: bool = Field(False, description="allow the model's own remote code to run")
+
+
+def load_recipe(path: Path, overrides: list[str] = (), environ: Mapping[str, str] | None = None) -> Recipe:
+    """Read, merge and validate a recipe; any problem is a one-line RecipeError."""
+    values = _read_yaml(Path(path))
+    for key, value in _env_overrides(os.environ if environ is None else environ):
+        _set_dotted(values, key, value, origin=f"environment variable for {key}")
+    for override in overrides:
+        key, separator, raw = override.partition("=")
+        if not separator or not key.strip():
+            raise RecipeError(f"--set {override!r} is not key=value", "write it like --set glasses.top_k=500")
+        _set_dotted(values, key.strip(), _parse_value(raw), origin=f"--set {key.strip()}")
+    return validate_recipe(values, source=str(path))
+
+
+def validate_recipe(values: Any, source: str = "recipe") -> Recipe:
+    """Validate merged values, turning the first pydantic error into one readable line."""
+    if not isinstance(values, dict):
+        raise RecipeError(f"{source} is not a mapping of keys to values", "write the recipe as YAML key: value pairs")
+    try:
+        return Recipe.model_validate(values)
+    except ValidationError as error:
+        raise _readable(error, source) from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} does not exist", "check the path (recipes/demo.yaml is the example)")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"recipe {path} is not valid YAML{where}", "fix the syntax (indentation, colons, quotes)") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise RecipeError(f"recipe {path} is not a mapping of keys to values", "write the recipe as YAML key: value pairs")
+    return values
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
+    found = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or (name.startswith(TOOL_ENV_PREFIX) and not name.startswith("SGM_EXPORT__")):
+            continue
+        key = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        found.append((key, _parse_value(raw)))
+    return found
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        return raw
+
+
+def _set_dotted(values: dict, key: str, value: Any, origin: str) -> None:
+    parts = key.split(".")
+    node = values
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"{origin}: {part!r} is not a section", "set a key inside a section, like glasses.strength")
+        node = child
+    node[parts[-1]] = value
+
+
+def _readable(error: ValidationError, source: str) -> RecipeError:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        known = _known_keys(first["loc"][:-1])
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+        hint = f"did you mean {'.'.join([*map(str, first['loc'][:-1]), close[0]])!r}?" if close else f"known keys here: {', '.join(known)}"
+        return RecipeError(f"{source}: unknown key {location!r}", hint)
+    return RecipeError(f"{source}: {location}: {first['msg']}", "fix this value (see docs/recipes.md)")
+
+
+def _known_keys(section: tuple) -> list[str]:
+    model: type[BaseModel] = Recipe
+    for part in section:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

@@ -1,0 +1,47 @@
+"""Forward pre-hooks that read the neuron vector (the input of each MLP output projection) and
+keep only its pooled value: full activations are never stored, and nothing syncs with the host
+inside a hook."""
+
+import torch
+from torch import nn
+
+from sgm_export.score.pooling import pool_tokens
+
+
+class PooledRecorder:
+    """Use as a context manager around forward passes; call `set_mask` before each one."""
+
+    def __init__(self, projections: list[nn.Module], pool: str) -> None:
+        self.projections = projections
+        self.pool = pool
+        self._mask: torch.Tensor | None = None
+        self._pooled: list[torch.Tensor | None] = [None] * len(projections)
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> "PooledRecorder":
+        for layer, projection in enumerate(self.projections):
+            self._handles.append(projection.register_forward_pre_hook(self._hook_for(layer)))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def set_mask(self, mask: torch.Tensor) -> None:
+        """The pooling mask ([batch, tokens], true on scored tokens) of the next forward pass."""
+        self._mask = mask
+        self._pooled = [None] * len(self.projections)
+
+    def take(self) -> torch.Tensor:
+        """The pooled neurons of the last forward pass, all layers side by side: [batch, neurons]."""
+        missing = [layer for layer, pooled in enumerate(self._pooled) if pooled is None]
+        if missing:
+            raise RuntimeError(f"the forward pass never reached the output projection of layers {missing}")
+        return torch.cat(self._pooled, dim=1)
+
+    def _hook_for(self, layer: int):
+        def hook(module: nn.Module, args: tuple) -> None:
+            self._pooled[layer] = pool_tokens(args[0], self._mask, self.pool)
+
+        return hook

@@ -1,0 +1,56 @@
+"""Exact AUROC for all neurons at once, against scikit-learn's roc_auc_score per neuron."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+from sgm_export.score.auroc import auroc
+
+
+def sklearn_auroc(values: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    return np.array([roc_auc_score(labels.numpy(), values[:, j].numpy()) for j in range(values.shape[1])])
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 8192])
+def test_matches_sklearn_with_ties_and_constant_neurons(chunk_size):
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randint(0, 4, (60, 50), generator=generator).float()  # many ties
+    values[:, 0] = 3.0  # a constant neuron: AUROC exactly 0.5
+    values[:, 1] = torch.randn(60, generator=generator)  # no ties
+    labels = torch.randint(0, 2, (60,), generator=generator)
+    ours = auroc(values, labels, chunk_size=chunk_size).numpy()
+    np.testing.assert_allclose(ours, sklearn_auroc(values, labels), atol=1e-6)
+    assert ours[0] == 0.5
+
+
+def test_perfect_separation_and_reversal():
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    values = torch.tensor([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6], [0.5, 0.5], [0.6, 0.4]])
+    assert auroc(values, labels).tolist() == [1.0, 0.0]
+
+
+def test_rejects_one_class_and_non_finite_values():
+    with pytest.raises(ValueError, match="positive and one negative"):
+        auroc(torch.rand(4, 3), torch.ones(4))
+    values = torch.rand(4, 3)
+    values[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        auroc(values, torch.tensor([0, 1, 0, 1]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    n=st.integers(min_value=2, max_value=40),
+    m=st.integers(min_value=1, max_value=6),
+    levels=st.integers(min_value=1, max_value=5),
+)
+def test_property_equals_sklearn(data, n, m, levels):
+    labels = data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n).filter(lambda ls: 0 < sum(ls) < len(ls)))
+    values = data.draw(st.lists(st.integers(0, levels), min_size=n * m, max_size=n * m))
+    values_t = torch.tensor(values, dtype=torch.float32).reshape(n, m)
+    labels_t = torch.tensor(labels)
+    np.testing.assert_allclose(auroc(values_t, labels_t).numpy(), sklearn_auroc(values_t, labels_t), atol=1e-6)

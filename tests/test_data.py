@@ -1,0 +1,66 @@
+"""Reading labelled examples: file formats, validation with line numbers, built-in splits."""
+
+import pytest
+
+from sgm_export.data.builtin import read_builtin
+from sgm_export.data.sources import read_source, read_sources
+from sgm_export.errors import DataError
+from tests.conftest import write_jsonl
+
+
+def test_jsonl_rows_with_prompt_and_image(tmp_path):
+    path = write_jsonl(
+        tmp_path / "d.jsonl", [{"text": "hi", "label": 1, "prompt": "ctx", "image": "img/a.png"}, {"text": "yo", "label": "0"}]
+    )
+    first, second = read_source(str(path))
+    assert (first.text, first.label, first.prompt, first.image) == ("hi", 1, "ctx", tmp_path / "img/a.png")
+    assert (second.label, second.prompt, second.image) == (0, "", None)
+
+
+def test_csv(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('text,label,prompt\n"you fool",1,\nhello,0,Say:\n', encoding="utf-8")
+    rows = read_source(str(path))
+    assert [(r.text, r.label, r.prompt) for r in rows] == [("you fool", 1, ""), ("hello", 0, "Say:")]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"text": "a", "label": 1}\n{"text": "b", "label": \n', "line 2 is not valid JSON"),
+        ('{"text": "a"}\n', "has no 'label'"),
+        ('{"label": 1}\n', "has no 'text'"),
+        ('{"text": "  ", "label": 1}\n', "empty 'text'"),
+        ('{"text": "a", "label": 2}\n', "has label 2"),
+        ('{"text": "a", "label": 0.5}\n', "has label 0.5"),
+        ('["a", 1]\n', "not an object"),
+    ],
+)
+def test_bad_rows_name_the_line(tmp_path, content, message):
+    path = tmp_path / "d.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        read_source(str(path))
+
+
+def test_both_labels_required(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": 1}])
+    with pytest.raises(DataError, match="only toxic"):
+        read_sources([str(path)])
+
+
+def test_builtin_splits_are_disjoint_deterministic_and_complete():
+    score, heldout = read_builtin("rtp-toxic", "score"), read_builtin("rtp-toxic", "heldout")
+    assert len(score) + len(heldout) == 993
+    assert not {e.origin for e in score} & {e.origin for e in heldout}
+    assert [e.text for e in score[:5]] == [e.text for e in read_builtin("rtp-toxic", None)[:5]]
+    assert all(e.label == 1 and "profanity" in e.extra["categories"] for e in score)
+    neutral = read_source("builtin:neutral", limit=10)
+    assert len(neutral) == 10 and all(e.label == 0 for e in neutral)
+
+
+def test_unknown_builtin_and_split():
+    with pytest.raises(DataError, match="unknown built-in"):
+        read_source("builtin:nope")
+    with pytest.raises(DataError, match="no split"):
+        read_source("builtin:neutral:test")

@@ -1,0 +1,153 @@
+"""Module and folded exports for every text family: parity with hook-applied glasses, reload,
+fail-closed loading, re-saving, sharded checkpoints, and mismatched glasses."""
+
+import hashlib
+
+import pytest
+import torch
+import transformers
+from transformers import AutoModelForCausalLM
+
+from sgm_export.apply import glasses_applied
+from sgm_export.arch import decoder_projections
+from sgm_export.errors import OutputExistsError, ShapeMismatchError
+from sgm_export.export import export_checkpoint
+from sgm_export.glasses import Glasses
+from sgm_export.models.load import load_model
+from sgm_export.verify import verify_export
+from tests.tiny import TEXT_FAMILIES, build_tiny_model
+
+PROMPTS = ["you are a fool and", "the garden in the morning"]
+
+
+def random_glasses(widths: list[int], seed: int = 1) -> Glasses:
+    generator = torch.Generator().manual_seed(seed)
+    scales = []
+    for width in widths:
+        scale = torch.rand(width, generator=generator)
+        scale[torch.rand(width, generator=generator) < 0.3] = 1.0
+        scale[0] = 0.0
+        scales.append(scale)
+    return Glasses(scales, {"mode": "test"})
+
+
+def logits_of(model, tokenizer) -> torch.Tensor:
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        return model(**batch).logits[batch["attention_mask"].bool()]
+
+
+def reference_logits(base_dir, glasses) -> tuple[torch.Tensor, torch.Tensor]:
+    """Base logits with the glasses applied by hooks, and without them."""
+    base = load_model(str(base_dir))
+    plain = logits_of(base.model, base.tokenizer)
+    with glasses_applied(base.model, base.family, glasses):
+        return logits_of(base.model, base.tokenizer), plain
+
+
+def widths_of(base_dir) -> list[int]:
+    base = load_model(str(base_dir))
+    return [int(p.weight.shape[base.family.input_axis()]) for p in decoder_projections(base.model, base.family)]
+
+
+@pytest.mark.parametrize("model_type", sorted(TEXT_FAMILIES))
+def test_module_and_folded_match_hooked_base(tiny_models, tmp_path, model_type):
+    base_dir = tiny_models[model_type]
+    glasses = random_glasses(widths_of(base_dir))
+    expected, plain = reference_logits(base_dir, glasses)
+    assert (expected - plain).abs().max() > 1e-3  # the glasses change the output
+
+    module_dir = export_checkpoint(str(base_dir), glasses, tmp_path / "module", format="module")
+    module = AutoModelForCausalLM.from_pretrained(module_dir, trust_remote_code=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(base_dir)
+    assert (logits_of(module, tokenizer) - expected).abs().max() < 1e-4
+
+    folded_dir = export_checkpoint(str(base_dir), glasses, tmp_path / "folded", format="folded")
+    folded = AutoModelForCausalLM.from_pretrained(folded_dir)
+    assert (logits_of(folded, tokenizer) - expected).abs().max() < 1e-4
+    assert (folded_dir / "glasses.safetensors").is_file()
+
+
+def test_module_export_fails_closed(tiny_llama, tmp_path):
+    glasses = random_glasses(widths_of(tiny_llama))
+    out = export_checkpoint(str(tiny_llama), glasses, tmp_path / "module")
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        AutoModelForCausalLM.from_pretrained(out, trust_remote_code=False)
+    with pytest.raises(OSError):
+        transformers.LlamaForCausalLM.from_pretrained(out)
+
+
+def test_module_export_keeps_base_weights_byte_for_byte(tiny_llama, tmp_path):
+    out = export_checkpoint(str(tiny_llama), random_glasses(widths_of(tiny_llama)), tmp_path / "module")
+    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    assert digest(out / "model.sgm.safetensors") == digest(tiny_llama / "model.safetensors")
+    assert (out / "tokenizer.json").read_bytes() == (tiny_llama / "tokenizer.json").read_bytes()
+
+
+def test_resaving_a_loaded_module_model_keeps_the_glasses(tiny_llama, tmp_path):
+    glasses = random_glasses(widths_of(tiny_llama))
+    expected, _ = reference_logits(tiny_llama, glasses)
+    model = AutoModelForCausalLM.from_pretrained(export_checkpoint(str(tiny_llama), glasses, tmp_path / "module"), trust_remote_code=True)
+    model.save_pretrained(tmp_path / "resaved")
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "resaved", trust_remote_code=False)
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "resaved", trust_remote_code=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_llama)
+    assert (logits_of(again, tokenizer) - expected).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("fmt", ["module", "folded"])
+def test_sharded_checkpoint(tmp_path, fmt):
+    base_dir = build_tiny_model("qwen2", tmp_path / "sharded", max_shard_size="20KB")
+    assert (base_dir / "model.safetensors.index.json").is_file()
+    glasses = random_glasses(widths_of(base_dir))
+    expected, _ = reference_logits(base_dir, glasses)
+    out = export_checkpoint(str(base_dir), glasses, tmp_path / fmt, format=fmt)
+    model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=fmt == "module")
+    assert (logits_of(model, transformers.AutoTokenizer.from_pretrained(base_dir)) - expected).abs().max() < 1e-4
+    if fmt == "folded":
+        shards = sorted(base_dir.glob("model-*.safetensors"))
+        unchanged = [s.name for s in shards if (out / s.name).read_bytes() == s.read_bytes()]
+        assert 0 < len(unchanged) < len(shards)  # only shards holding a projection were rewritten
+
+
+def test_mismatched_glasses_and_existing_output(tiny_models, tmp_path):
+    gpt2_glasses = random_glasses(widths_of(tiny_models["gpt2"]))
+    with pytest.raises(ShapeMismatchError, match="widths"):
+        export_checkpoint(str(tiny_models["llama"]), gpt2_glasses, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    llama_glasses = random_glasses(widths_of(tiny_models["llama"]))
+    export_checkpoint(str(tiny_models["llama"]), llama_glasses, tmp_path / "y")
+    with pytest.raises(OutputExistsError):
+        export_checkpoint(str(tiny_models["llama"]), llama_glasses, tmp_path / "y")
+    export_checkpoint(str(tiny_models["llama"]), llama_glasses, tmp_path / "y", force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["y"]
+
+
+@pytest.mark.parametrize("fmt", ["module", "folded"])
+def test_verify_passes_and_catches_a_wrong_export(tiny_llama, tmp_path, fmt):
+    glasses = random_glasses(widths_of(tiny_llama))
+    out = export_checkpoint(str(tiny_llama), glasses, tmp_path / fmt, format=fmt)
+    result = verify_export(out, str(tiny_llama))
+    assert result.passed and result.max_abs_diff < 1e-4 and result.glasses_effect > 1e-3
+    other = random_glasses(widths_of(tiny_llama), seed=2)  # tamper: claim different glasses
+    tampered = export_checkpoint(str(tiny_llama), other, tmp_path / "other", format=fmt)
+    for name in ("sgm_glasses.safetensors", "glasses.safetensors"):
+        if (out / name).is_file():
+            (out / name).write_bytes((tampered / name).read_bytes())
+    assert not verify_export(out, str(tiny_llama)).passed
+
+
+def test_verify_catches_changed_weights_even_with_a_rewritten_manifest(tiny_llama, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from sgm_export.export.files import write_manifest
+
+    out = export_checkpoint(str(tiny_llama), random_glasses(widths_of(tiny_llama)), tmp_path / "module")
+    weights = load_file(out / "model.sgm.safetensors")
+    weights["model.layers.1.mlp.up_proj.weight"] *= 1.01
+    save_file(weights, out / "model.sgm.safetensors", metadata={"format": "pt"})
+    (out / "sgm_export.json").unlink()
+    write_manifest(out, {"format": "module"})
+    result = verify_export(out, str(tiny_llama))
+    assert not result.passed and result.max_abs_diff > 1e-4 and not result.problems

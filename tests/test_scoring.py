@@ -1,0 +1,77 @@
+"""Scoring: the pooling mask covers exactly the text tokens, batched pooling equals a direct
+per-example computation, and the AUROC equals scikit-learn's on the same pooled activations."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from sgm_export.arch import decoder_projections
+from sgm_export.data.encode import encode_text_example
+from sgm_export.data.examples import Example
+from sgm_export.data.sources import read_source
+from sgm_export.models.load import load_model
+from sgm_export.options import ScoreOptions
+from sgm_export.score.runner import pooled_activations, score_examples
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_llama):
+    return load_model(str(tiny_llama))
+
+
+def test_mask_covers_text_tokens_only(loaded):
+    tokenizer = loaded.tokenizer
+    example = Example(text=" you utter fool", label=1, prompt="He said")
+    encoded = encode_text_example(tokenizer, example, max_length=64)
+    text_ids = tokenizer(example.text, add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
+    assert encoded.input_ids == [tokenizer.bos_token_id] + prompt_ids + text_ids
+    assert encoded.pool_mask == [False] * (1 + len(prompt_ids)) + [True] * len(text_ids)
+
+
+def test_truncation_keeps_the_end_of_the_prompt_and_some_text(loaded):
+    example = Example(text="one two three four five six seven", label=0, prompt="alpha beta gamma delta epsilon")
+    encoded = encode_text_example(loaded.tokenizer, example, max_length=6)
+    assert len(encoded.input_ids) <= 6 and any(encoded.pool_mask)
+    prompt_ids = loaded.tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
+    kept_prompt = encoded.input_ids[1 : encoded.pool_mask.index(True)]
+    assert kept_prompt == prompt_ids[len(prompt_ids) - len(kept_prompt) :]
+
+
+def direct_pooled(loaded, example: Example, pool: str) -> torch.Tensor:
+    """Pool by hand: run one example alone, keep full activations, reduce over text positions."""
+    encoded = encode_text_example(loaded.tokenizer, example, max_length=64)
+    captured = []
+    handles = [
+        p.register_forward_pre_hook(lambda m, args: captured.append(args[0][0])) for p in decoder_projections(loaded.model, loaded.family)
+    ]
+    with torch.no_grad():
+        loaded.model(torch.tensor([encoded.input_ids]))
+    for handle in handles:
+        handle.remove()
+    text = torch.tensor(encoded.pool_mask)
+    reduce = (lambda x: x.mean(0)) if pool == "mean" else (lambda x: x.max(0).values)
+    return torch.cat([reduce(layer[text]) for layer in captured])
+
+
+@pytest.mark.parametrize("pool", ["mean", "max"])
+def test_batched_pooling_equals_direct_computation(loaded, labelled_jsonl, pool):
+    examples = read_source(str(labelled_jsonl))
+    batched = pooled_activations(loaded, examples, ScoreOptions(pool=pool, batch_size=3))
+    direct = torch.stack([direct_pooled(loaded, example, pool) for example in examples])
+    torch.testing.assert_close(batched, direct, atol=1e-5, rtol=1e-5)
+
+
+def test_auroc_equals_sklearn_on_the_same_pooled_activations(loaded, labelled_jsonl):
+    examples = read_source(str(labelled_jsonl))
+    options = ScoreOptions(batch_size=4)
+    scores = score_examples(loaded, examples, options)
+    pooled = pooled_activations(loaded, examples, options).numpy()
+    labels = [example.label for example in examples]
+    expected = np.array([roc_auc_score(labels, pooled[:, j]) for j in range(pooled.shape[1])])
+    np.testing.assert_allclose(torch.cat(scores.auroc).numpy(), expected, atol=1e-6)
+    assert scores.widths == [48, 48]
+    assert scores.metadata["n_toxic"] == "4" and scores.metadata["pool"] == "mean"
+    toxic = torch.tensor(labels) == 1
+    torch.testing.assert_close(torch.cat(scores.mean_toxic), torch.from_numpy(pooled)[toxic].mean(0))
