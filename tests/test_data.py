@@ -9,6 +9,8 @@ from tests.conftest import write_jsonl
 
 
 def test_jsonl_rows_with_prompt_and_image(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").write_bytes(b"")
     path = write_jsonl(
         tmp_path / "d.jsonl", [{"text": "hi", "label": 1, "prompt": "ctx", "image": "img/a.png"}, {"text": "yo", "label": "0"}]
     )
@@ -64,3 +66,18 @@ def test_unknown_builtin_and_split():
         read_source("builtin:nope")
     with pytest.raises(DataError, match="no split"):
         read_source("builtin:neutral:test")
+
+
+def test_missing_image_names_the_row(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": 1, "image": "nope.png"}])
+    with pytest.raises(DataError, match=r"line 1 names image .*nope.png"):
+        read_source(str(path))
+
+
+def test_hf_source_reads_a_local_dataset(tmp_path):
+    (tmp_path / "ds").mkdir()
+    write_jsonl(tmp_path / "ds" / "train.jsonl", [{"text": "x y", "label": 1}, {"text": "z", "label": 0}])
+    rows = read_source(f"hf:{tmp_path / 'ds'}:train")
+    assert [(r.text, r.label) for r in rows] == [("x y", 1), ("z", 0)]
+    with pytest.raises(DataError, match="could not load hf:"):
+        read_source("hf:acme/missing-dataset")

@@ -1,0 +1,28 @@
+"""`sgm-export export MODEL --glasses FILE --out DIR`: write a checkpoint that carries the glasses."""
+
+import argparse
+from pathlib import Path
+
+
+def register(commands, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser("export", parents=[common], help="write a checkpoint that carries the glasses")
+    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument("--glasses", type=Path, required=True, metavar="FILE")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument(
+        "--format", choices=["module", "folded"], default="module", help="module (custom code, default) or folded (plain weights)"
+    )
+    parser.add_argument("--link", action="store_true", help="hard-link unchanged weight files instead of copying them")
+    parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sgm_export.export import export_checkpoint
+    from sgm_export.glasses import describe, load_glasses
+
+    glasses = load_glasses(args.glasses)
+    export_checkpoint(args.model, glasses, args.out, format=args.format, force=args.force, link=args.link)
+    print(describe(glasses))
+    print(f"wrote {args.format} checkpoint {args.out}")
+    return 0

@@ -1,0 +1,45 @@
+"""`sgm-export score MODEL --data SRC --out DIR`: rate every decoder MLP neuron by AUROC."""
+
+import argparse
+from pathlib import Path
+
+from sgm_export.cli_options import add_option_flags, options_from_args
+from sgm_export.options import ScoreOptions
+
+
+def register(commands, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser("score", parents=[common], help="rate every decoder MLP neuron by AUROC")
+    parser.add_argument("model", metavar="MODEL", help="Hub id, local directory, or 'demo'")
+    parser.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="SRC",
+        help="labelled examples: .jsonl, .csv, hf:NAME[:SPLIT], builtin:NAME[:SPLIT]",
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    add_option_flags(parser, ScoreOptions)
+    parser.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt pickle checkpoints (they can run code)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own remote code to run")
+    parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sgm_export.data.sources import read_sources
+    from sgm_export.models.load import load_model
+    from sgm_export.outputs import check_target_free
+    from sgm_export.score.files import save_scores
+    from sgm_export.score.runner import score_examples
+
+    options = options_from_args(ScoreOptions, args)
+    check_target_free(args.out, args.force)
+    examples = read_sources(args.data, options.limit)
+    loaded = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)
+    scores = score_examples(loaded, examples, options)
+    save_scores(scores, args.out, force=args.force)
+    summary = scores.summary(top=5)
+    print(f"scored {summary['n_neurons']} neurons in {summary['n_layers']} layers on {len(examples)} examples")
+    print(f"neurons with AUROC > 0.5: {summary['experts_total']['auroc>0.5']}; top AUROC: {[e['auroc'] for e in summary['top_experts']]}")
+    print(f"wrote {args.out}")
+    return 0
