@@ -112,7 +112,9 @@ def example_from_row(row: Any, origin: str, base_dir: Path | None = None) -> Exa
             raise DataError(f"{origin} has an 'image' that is not a path", "make 'image' a path relative to the data file")
         image_path = (base_dir / image) if base_dir is not None else Path(image)
         if not image_path.is_file():
-            raise DataError(f"{origin} names image {image_path}, which does not exist", "fix the path (relative to the data file) or drop 'image'")
+            raise DataError(
+                f"{origin} names image {image_path}, which does not exist", "fix the path (relative to the data file) or drop 'image'"
+            )
     extra = {key: value for key, value in row.items() if key not in {"text", "label", "prompt", "image"}}
     return Example(text=text, label=_LABELS[label], prompt=prompt, image=image_path, origin=origin, extra=extra)
 
