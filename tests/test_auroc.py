@@ -54,3 +54,21 @@ def test_property_equals_sklearn(data, n, m, levels):
     values_t = torch.tensor(values, dtype=torch.float32).reshape(n, m)
     labels_t = torch.tensor(labels)
     np.testing.assert_allclose(auroc(values_t, labels_t).numpy(), sklearn_auroc(values_t, labels_t), atol=1e-6)
+
+
+def test_values_one_bit_apart_and_signed_zeros_are_ranked_exactly():
+    one = np.float32(1.0)
+    above = np.nextafter(one, np.float32(2.0))  # differs from 1.0 in the lowest bit only
+    column_a = [one, above, one, above, 0.5, 2.0]
+    column_b = [-0.0, 0.0, 0.0, -0.0, -1.0, 1.0]  # -0.0 == 0.0: ties across classes
+    values = torch.tensor(np.array([column_a, column_b], dtype=np.float32).T.copy())
+    for labels in ([1, 0, 0, 1, 0, 1], [0, 1, 1, 0, 1, 0], [1, 1, 0, 0, 0, 1]):
+        labels_t = torch.tensor(labels)
+        np.testing.assert_allclose(auroc(values, labels_t).numpy(), sklearn_auroc(values, labels_t), atol=1e-7)
+
+
+def test_continuous_values_at_scale():
+    generator = torch.Generator().manual_seed(3)
+    values = torch.randn(500, 3000, generator=generator)
+    labels = torch.rand(500, generator=generator) < 0.4
+    np.testing.assert_allclose(auroc(values, labels).numpy()[:300], sklearn_auroc(values[:, :300], labels), atol=1e-6)
