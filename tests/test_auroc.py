@@ -72,3 +72,15 @@ def test_continuous_values_at_scale():
     values = torch.randn(500, 3000, generator=generator)
     labels = torch.rand(500, generator=generator) < 0.4
     np.testing.assert_allclose(auroc(values, labels).numpy()[:300], sklearn_auroc(values[:, :300], labels), atol=1e-6)
+
+
+def test_torch_steps_equal_numpy_steps():
+    """The GPU path's torch code, run on CPU tensors, gives the same rank sums as the CPU path."""
+    from sgm_export.score.auroc import _rank_sums_numpy, _rank_sums_torch
+
+    generator = torch.Generator().manual_seed(5)
+    rows = torch.randn(300, 80, generator=generator)
+    rows[:30] = rows[:30].round()  # ties
+    positive = torch.rand(80, generator=generator) < 0.5
+    expected = _rank_sums_numpy(rows.numpy(), positive.numpy(), chunk_size=64)
+    np.testing.assert_array_equal(_rank_sums_torch(rows, positive, chunk_size=64).numpy(), expected)

@@ -10,69 +10,88 @@ product. Replacing the lowest bit can only misorder (or hide a tie between) a po
 negative whose values differ in that bit alone, and such a pair shows up as two adjacent keys
 that differ by exactly one; those few neurons are recomputed exactly with average ranks.
 
-On the CPU the sort runs in numpy, whose SIMD sort is several times faster than torch's; on a
-GPU everything stays on the device. Neurons are processed in chunks to bound memory.
+The same steps run in numpy on the CPU (its SIMD sort and integer kernels are several times
+faster than torch's there) and in torch on a GPU. Neurons are processed in chunks, and when the
+pooled activations are stored neuron-major (`values` is the transpose of a contiguous tensor)
+no chunk is copied before it is sorted.
 """
 
+import numpy as np
 import torch
 
 SIGN_CLEARED = 0x7FFFFFFF
 
 
-def auroc(values: torch.Tensor, labels: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
+def auroc(values: torch.Tensor, labels: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
     """AUROC per column of `values` ([examples, neurons]) for binary `labels` ([examples])."""
     if values.ndim != 2 or labels.shape != (values.shape[0],):
         raise ValueError(f"expected values [examples, neurons] and labels [examples], got {tuple(values.shape)} and {tuple(labels.shape)}")
-    positive = labels.to(values.device).bool()
+    positive = labels.bool().cpu()
     n_pos = int(positive.sum())
     n_neg = positive.numel() - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError("AUROC needs at least one positive and one negative example")
     if not torch.isfinite(values).all():
         raise ValueError("activations contain NaN or infinity; score in float32 (--dtype float32)")
-    ranks = torch.arange(1, values.shape[0] + 1, dtype=torch.float64, device=values.device)
-    rank_sums = torch.empty(values.shape[1], dtype=torch.float64, device=values.device)
-    for start in range(0, values.shape[1], chunk_size):
-        block = values[:, start : start + chunk_size].to(torch.float32).T.contiguous()
-        rank_sums[start : start + block.shape[0]] = _positive_rank_sums(block, positive, ranks)
+    rows = values.T  # [neurons, examples]
+    if rows.device.type == "cpu":
+        rank_sums = torch.from_numpy(_rank_sums_numpy(rows.to(torch.float32).numpy(), positive.numpy(), chunk_size))
+    else:
+        rank_sums = _rank_sums_torch(rows, positive, chunk_size).cpu()
     return ((rank_sums - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).to(torch.float32)
 
 
-def _positive_rank_sums(block: torch.Tensor, positive: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
-    """Sum of the positives' average ranks (1-based) per row of `block` ([neurons, examples])."""
-    keys = _order_preserving_int32(block)
-    keys = (keys & ~1) | positive.to(torch.int32)
-    keys = _sort_rows(keys)
-    sums = (keys & 1).to(torch.float64) @ ranks
-    unsure = ((keys[:, 1:] - keys[:, :-1]) == 1).any(dim=1)
-    if bool(unsure.any()):
-        sums[unsure] = _exact_rank_sums(block[unsure], positive)
+def _rank_sums_numpy(rows: np.ndarray, positive: np.ndarray, chunk_size: int) -> np.ndarray:
+    """Positives' rank sums per row of `rows` ([neurons, examples]), on the CPU."""
+    ranks = np.arange(1, rows.shape[1] + 1, dtype=np.float64)
+    labels = positive.astype(np.int32)
+    sums = np.empty(rows.shape[0], dtype=np.float64)
+    for start in range(0, rows.shape[0], chunk_size):
+        block = np.ascontiguousarray(rows[start : start + chunk_size])
+        bits = (block + np.float32(0.0)).view(np.int32)  # + 0.0 turns -0.0 into +0.0, which compare equal
+        keys = bits ^ ((bits >> 31) & np.int32(SIGN_CLEARED))  # negative floats: magnitude bits flipped
+        keys &= np.int32(~1)
+        keys |= labels
+        keys.sort(axis=1)
+        sums[start : start + len(block)] = (keys & 1).astype(np.float64) @ ranks
+        unsure = np.flatnonzero((np.diff(keys, axis=1) == 1).any(axis=1))
+        if unsure.size:
+            sums[start + unsure] = _exact_rank_sums(block[unsure], positive)
     return sums
 
 
-def _order_preserving_int32(block: torch.Tensor) -> torch.Tensor:
-    """int32 keys that sort like the floats (negative floats have their magnitude bits flipped)."""
-    bits = (block + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0, which compare equal
-    return bits ^ ((bits >> 31) & SIGN_CLEARED)
+def _rank_sums_torch(rows: torch.Tensor, positive: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """The same steps as `_rank_sums_numpy`, in torch, for rows that live on a GPU."""
+    ranks = torch.arange(1, rows.shape[1] + 1, dtype=torch.float64, device=rows.device)
+    labels = positive.to(rows.device, torch.int32)
+    sums = torch.empty(rows.shape[0], dtype=torch.float64, device=rows.device)
+    for start in range(0, rows.shape[0], chunk_size):
+        block = rows[start : start + chunk_size].to(torch.float32).contiguous()
+        bits = (block + 0.0).view(torch.int32)
+        keys = bits ^ ((bits >> 31) & SIGN_CLEARED)
+        keys = torch.sort((keys & ~1) | labels, dim=1).values
+        sums[start : start + len(block)] = (keys & 1).to(torch.float64) @ ranks
+        unsure = torch.nonzero((keys[:, 1:] - keys[:, :-1] == 1).any(dim=1)).flatten()
+        if unsure.numel():
+            exact = _exact_rank_sums(block[unsure].cpu().numpy(), positive.numpy())
+            sums[start + unsure] = torch.from_numpy(exact).to(rows.device)
+    return sums
 
 
-def _sort_rows(keys: torch.Tensor) -> torch.Tensor:
-    if keys.device.type == "cpu":
-        keys.numpy().sort(axis=1)  # in place, on the tensor's own memory
-        return keys
-    return torch.sort(keys, dim=1).values
-
-
-def _exact_rank_sums(block: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-    """Average ranks with ties, the slow and plain way: sort, find runs of equal values."""
-    sorted_values, order = torch.sort(block, dim=1)
-    n = block.shape[1]
-    position = torch.arange(n, device=block.device).expand_as(sorted_values)
-    starts_run = torch.ones_like(sorted_values, dtype=torch.bool)
+def _exact_rank_sums(block: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Positives' average-rank sums for rows with near-ties: sort (value, label) as int64 keys,
+    then give every run of equal values the mean of its positions."""
+    bits = (block + np.float32(0.0)).view(np.int32)
+    values = (bits ^ ((bits >> 31) & np.int32(SIGN_CLEARED))).astype(np.int64)
+    keys = values * 2 + positive.astype(np.int64)
+    keys.sort(axis=1)
+    sorted_values, sorted_labels = keys >> 1, keys & 1
+    n = keys.shape[1]
+    position = np.arange(n)
+    starts_run = np.ones(keys.shape, dtype=bool)
     starts_run[:, 1:] = sorted_values[:, 1:] != sorted_values[:, :-1]
-    ends_run = torch.ones_like(starts_run)
+    ends_run = np.ones_like(starts_run)
     ends_run[:, :-1] = starts_run[:, 1:]
-    run_start = torch.where(starts_run, position, 0).cummax(dim=1).values
-    run_end = torch.where(ends_run, position, n - 1).flip(1).cummin(dim=1).values.flip(1)
-    average_rank = (run_start + run_end).to(torch.float64) / 2 + 1
-    return (average_rank * positive[order]).sum(dim=1)
+    run_start = np.maximum.accumulate(np.where(starts_run, position, 0), axis=1)
+    run_end = np.minimum.accumulate(np.where(ends_run, position, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    return (((run_start + run_end) / 2 + 1) * sorted_labels).sum(axis=1)

@@ -15,7 +15,11 @@ from sgm_export.score.recorder import PooledRecorder
 
 
 def pooled_activations(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> torch.Tensor:
-    """Every example's pooled neurons, all layers side by side: [examples, neurons], float32."""
+    """Every example's pooled neurons, all layers side by side: [examples, neurons], float32.
+
+    The memory is neuron-major (the result is the transpose of a contiguous [neurons, examples]
+    tensor), the layout in which AUROC sorts each neuron's values without copying them.
+    """
     model, tokenizer = loaded.model, loaded.tokenizer
     projections = decoder_projections(model, loaded.family)
     encoded = [encode_text_example(tokenizer, example, options.max_length) for example in examples]
@@ -33,7 +37,7 @@ def pooled_activations(loaded: LoadedModel, examples: list[Example], options: Sc
                 )
                 pooled = recorder.take().to("cpu")
                 if store is None:
-                    store = torch.empty((len(encoded), pooled.shape[1]), dtype=torch.float32)
+                    store = torch.empty((pooled.shape[1], len(encoded)), dtype=torch.float32).T
                 store[batch.indices] = pooled
                 advance(len(batch.indices))
     return store
