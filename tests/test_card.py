@@ -161,7 +161,7 @@ def test_the_onnx_section_appears_with_an_onnx_folder(module_export):
     assert publish_problems(module_export) == ["onnx/sgm_onnx.json is not recorded in sgm_export.json"]
     refresh_card(module_export)
     text = (module_export / "README.md").read_text()
-    assert "### ONNX" in text and "onnxruntime" in text and 'InferenceSession("onnx/model.onnx")' in text
+    assert "### ONNX" in text and 'InferenceSession(f"{folder}/onnx/model.onnx")' in text and "trust_remote_code=True)\ninput_ids" in text
     assert "onnx/sgm_onnx.json" in read_manifest(module_export)["files"] and publish_problems(module_export) == []
 
 

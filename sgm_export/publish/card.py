@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from huggingface_hub import ModelCard, ModelCardData
 from huggingface_hub.repocard import metadata_load
 
@@ -48,7 +49,10 @@ def base_license(model_dir: Path, known: str | None) -> dict[str, str]:
     """The base model's license fields (license, license_name, license_link) from the front matter
     of its README.md; `known` (the demo's) when the folder has no card that names one."""
     card = Path(model_dir) / CARD_FILE
-    metadata = (metadata_load(card) or {}) if card.is_file() else {}
+    try:
+        metadata = (metadata_load(card) or {}) if card.is_file() else {}
+    except (ValueError, yaml.YAMLError):  # a broken base card: the license is unknown, and the card says so
+        metadata = {}
     fields = {key: str(metadata[key]) for key in LICENSE_KEYS if metadata.get(key)}
     if "license" not in fields and known:
         fields = {"license": known}
@@ -216,39 +220,44 @@ def _usage(folder: Path, manifest: dict[str, Any]) -> str:
             ),
         ]
     if (Path(folder) / ONNX_DIR).is_dir():
-        parts.append(_onnx_usage())
+        parts.append(_onnx_usage(manifest, multimodal))
     return "\n\n".join(parts)
 
 
-def _onnx_usage() -> str:
-    return "\n\n".join(
-        [
-            "### ONNX",
-            f"`{ONNX_DIR}/` holds the same model as ONNX graphs (the layout transformers.js and onnx-community use). Each layer's "
-            "scale is the initializer `sgm.layers.{i}.scale` feeding a `Mul` before the down projection, so the glasses can be "
-            f"audited in the graph; `{ONNX_DIR}/sgm_onnx.json` describes inputs and outputs. One forward pass with onnxruntime:",
-            _python(
-                "import numpy as np\n"
-                "import onnxruntime as ort\n"
-                "from transformers import AutoTokenizer\n\n"
-                'session = ort.InferenceSession("onnx/model.onnx")\n'
-                'tokenizer = AutoTokenizer.from_pretrained(".")\n'
-                'input_ids = tokenizer("The weather today is", return_tensors="np")["input_ids"]\n'
-                "feeds = {\n"
-                '    "input_ids": input_ids,\n'
-                '    "attention_mask": np.ones_like(input_ids),\n'
-                '    "position_ids": np.arange(input_ids.shape[1])[None],\n'
-                "}\n"
-                "for graph_input in session.get_inputs():  # an empty cache: no tokens seen yet\n"
-                '    if graph_input.name.startswith("past_key_values"):\n'
-                "        _, heads, _, head_dim = graph_input.shape\n"
-                '        dtype = np.float16 if "float16" in graph_input.type else np.float32\n'
-                "        feeds[graph_input.name] = np.zeros((1, heads, 0, head_dim), dtype=dtype)\n"
-                'logits = session.run(["logits"], feeds)[0]\n'
-                "print(tokenizer.decode(logits[0, -1].argmax()))"
-            ),
-        ]
+def _onnx_usage(manifest: dict[str, Any], multimodal: bool) -> str:
+    intro = (
+        f"`{ONNX_DIR}/` holds the same model as ONNX graphs (the layout transformers.js and onnx-community use). Each layer's "
+        "scale is the initializer `sgm.layers.{i}.scale` feeding a `Mul` before the down projection, so the glasses can be "
+        f"audited in the graph; `{ONNX_DIR}/sgm_onnx.json` describes the graphs, their inputs and outputs."
     )
+    if multimodal:
+        return "\n\n".join(["### ONNX", intro])
+    hub_id = manifest.get("hub_repo_id")
+    folder = f'snapshot_download("{hub_id}")' if hub_id else f'"{PLACEHOLDER_ID}"  # this repository, downloaded'
+    remote_code = ", trust_remote_code=True" if manifest["format"] == "module" else ""
+    snippet = _python(
+        "import numpy as np\n"
+        "import onnxruntime as ort\n"
+        + ("from huggingface_hub import snapshot_download\n" if hub_id else "")
+        + "from transformers import AutoTokenizer\n\n"
+        f"folder = {folder}\n"
+        f'session = ort.InferenceSession(f"{{folder}}/{ONNX_DIR}/model.onnx")\n'
+        f"tokenizer = AutoTokenizer.from_pretrained(folder{remote_code})\n"
+        'input_ids = tokenizer("The weather today is", return_tensors="np")["input_ids"]\n'
+        "feeds = {\n"
+        '    "input_ids": input_ids,\n'
+        '    "attention_mask": np.ones_like(input_ids),\n'
+        '    "position_ids": np.arange(input_ids.shape[1])[None],\n'
+        "}\n"
+        "for graph_input in session.get_inputs():  # an empty cache: no tokens seen yet\n"
+        '    if graph_input.name.startswith("past_key_values"):\n'
+        "        _, heads, _, head_dim = graph_input.shape\n"
+        '        dtype = np.float16 if "float16" in graph_input.type else np.float32\n'
+        "        feeds[graph_input.name] = np.zeros((1, heads, 0, head_dim), dtype=dtype)\n"
+        'logits = session.run(["logits"], feeds)[0]\n'
+        "print(tokenizer.decode(logits[0, -1].argmax()))"
+    )
+    return "\n\n".join(["### ONNX", intro + " One forward pass with onnxruntime:", snippet])
 
 
 def _reproduce(manifest: dict[str, Any]) -> str:

@@ -34,11 +34,9 @@ def publish_problems(folder: Path) -> list[str]:
     if manifest is None:
         return [f"it has no {MANIFEST_FILE}, so its files cannot be checked"]
     problems = manifest_problems(folder)
-    recorded = set(manifest.get("files", {}))
-    problems += [f"{name} is not recorded in {MANIFEST_FILE}" for name in recorded_files(folder) if name not in recorded]
-    problems += [
-        f"{name} is a pickle file, which can run code when loaded" for name in recorded_files(folder) if name.endswith(PICKLE_SUFFIXES)
-    ]
+    recorded, present = set(manifest.get("files", {})), recorded_files(folder)
+    problems += [f"{name} is not recorded in {MANIFEST_FILE}" for name in present if name not in recorded]
+    problems += [f"{name} is a pickle file, which can run code when loaded" for name in present if name.endswith(PICKLE_SUFFIXES)]
     return problems + _glasses_problems(folder, block, manifest)
 
 

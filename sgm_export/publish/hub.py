@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard
-from huggingface_hub.utils import HFValidationError, disable_progress_bars, get_token, validate_repo_id
+from huggingface_hub.utils import HFValidationError, disable_progress_bars, enable_progress_bars, get_token, validate_repo_id
 
 from sgm_export import __version__
 from sgm_export.errors import SgmError
-from sgm_export.export.files import MANIFEST_FILE, recorded_files
+from sgm_export.export.files import MANIFEST_FILE, read_manifest, recorded_files
 from sgm_export.progress import progress_enabled
-from sgm_export.publish.card import CARD_BLOCK, load_card
+from sgm_export.publish.card import CARD_BLOCK, PLACEHOLDER_ID, load_card
 from sgm_export.publish.checks import require_publishable
 
 DEFAULT_BRANCH = "main"
@@ -82,17 +82,22 @@ def hub_account(api: HfApi | None = None) -> dict[str, Any]:
 def describe_account(account: dict[str, Any]) -> str:
     """`name (token 'label', role write)`: who pushes, never the token itself."""
     token = (account.get("auth") or {}).get("accessToken") or {}
-    details = ", ".join(part for part in (f"token {token['displayName']!r}" if token.get("displayName") else "", _role(token)) if part)
-    return f"{account.get('name', '?')}" + (f" ({details})" if details else "")
+    details = []
+    if token.get("displayName"):
+        details.append(f"token {token['displayName']!r}")
+    if token.get("role"):
+        details.append(f"role {token['role']}")
+    return account.get("name", "?") + (f" ({', '.join(details)})" if details else "")
 
 
 def push_plan(plan: PushPlan, repo_id: str, private: bool = False, revision: str | None = None, api: HfApi | None = None) -> CommitInfo:
     """Create the repository if needed, then upload every planned file in one commit."""
     api = api or HfApi()
     check_repo_id(repo_id)
-    if not progress_enabled():
-        disable_progress_bars()
-    _hub_call(f"create the repository {repo_id}", lambda: api.create_repo(repo_id, private=private or None, exist_ok=True))
+    # The CLI silences huggingface_hub's bars (they clutter weight loading); an upload is where they belong.
+    (enable_progress_bars if progress_enabled() else disable_progress_bars)()
+    url = _hub_call(f"create the repository {repo_id}", lambda: api.create_repo(repo_id, private=private or None, exist_ok=True))
+    repo_id = url.repo_id  # NAME alone lives in the token owner's namespace; every later call needs OWNER/NAME
     if private:
         info = _hub_call(f"read the repository {repo_id}", lambda: api.repo_info(repo_id))
         if info.private is False:
@@ -122,13 +127,29 @@ def push_folder(
     plan = plan_push(folder)
     api = HfApi()
     account = hub_account(api)
+    if "/" not in repo_id:
+        repo_id = f"{account['name']}/{repo_id}"
     say(
         f"pushing {plan.folder} ({len(plan.files)} files, {human_size(plan.total_size)}) to {api.endpoint}/{repo_id} "
         f"(branch {revision or DEFAULT_BRANCH}) as {describe_account(account)}"
     )
+    note = snippet_note(plan, repo_id)
+    if note:
+        say(note)
     commit = push_plan(plan, repo_id, private, revision, api)
     say(f"pushed in one commit: {commit.commit_url}")
     return commit
+
+
+def snippet_note(plan: PushPlan, repo_id: str) -> str | None:
+    """A hint when the card's loading snippets name another repository (or none) than REPO_ID."""
+    named = (read_manifest(plan.folder) or {}).get("hub_repo_id")
+    if named == repo_id:
+        return None
+    return (
+        f"note: the card's loading snippets name {named or PLACEHOLDER_ID!r}, not {repo_id!r}; "
+        f"`sgm-export card {plan.folder} --repo-id {repo_id}` renders them for this repository before you push"
+    )
 
 
 def human_size(size: int) -> str:
@@ -140,10 +161,6 @@ def human_size(size: int) -> str:
 def commit_message(plan: PushPlan) -> str:
     block = plan.card.data.to_dict().get(CARD_BLOCK, {})
     return f"Upload {block.get('format', 'sgm-export')} checkpoint with SGM safety glasses ({block.get('experts', '?')} experts)"
-
-
-def _role(token: dict[str, Any]) -> str:
-    return f"role {token['role']}" if token.get("role") else ""
 
 
 def _hub_call(what: str, call: Callable[[], T]) -> T:
