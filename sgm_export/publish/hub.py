@@ -1,16 +1,17 @@
 """Pushing a checked export to the Hugging Face Hub in one commit.
 
-Why `create_commit` and not `upload_folder`: with `hf_xet` installed (the default since
-huggingface_hub 1.0), `upload_folder` streams large folders as several commits ("part 2", ...)
-and splits a commit that fails, so a reader could see half a model; `upload_large_folder` is
-multi-commit by design. `create_commit` with one add operation per file first uploads every large
-file (through Xet, or plain LFS with `HF_HUB_DISABLE_XET=1`) with progress bars, then makes exactly
-one commit. It is resumable in practice: run the push again after an interruption and the data
-already on the Hub is not sent twice (Xet deduplicates chunks, LFS skips objects it has, and
-unchanged files are dropped from the commit).
+Why `create_commit` and not `upload_folder`: in huggingface_hub 2.x with `hf_xet` installed (a
+dependency), `upload_folder` streams a large folder as several commits ("part 2", ...) and splits
+a commit that fails, so a reader could see half a model; `upload_large_folder` (1.x; gone in 2.x,
+where its streamed upload became `upload_folder`'s) is multi-commit by design. `create_commit`
+with one add operation per file first uploads every large file (through Xet, or plain LFS with
+`HF_HUB_DISABLE_XET=1`) with progress bars, then makes exactly one commit. It is resumable in
+practice: run the push again after an interruption and the data already on the Hub is not sent
+twice (Xet deduplicates chunks, LFS skips objects it has, unchanged files leave the commit).
 
-The token comes from `HF_TOKEN` or the local login (`hf auth login`), resolved by huggingface_hub
-itself: this module never reads, prints, logs or stores it, and scrubs it from error messages.
+The token comes from `HF_TOKEN` or the local login (`hf auth login`) and is used by huggingface_hub
+alone: this module only asks whether there is one (and takes it out of error messages); it never
+prints, logs or stores it.
 """
 
 import math
