@@ -28,6 +28,7 @@ from sgm_export.score.files import Scores
 from sgm_export.tensorfile import read_tensor_file
 
 _KEY = re.compile(r"^layers\.(\d+)\.scale$")
+SCORING_PROVENANCE = ("model_type", "pool", "max_length", "limit", "data", "n_toxic", "n_neutral")
 
 
 @dataclass
@@ -79,8 +80,8 @@ def compute_glasses(scores: Scores, options: GlassesOptions) -> Glasses:
         "alpha": repr(options.alpha),
         "strength": repr(options.strength),
         "base_model": scores.metadata.get("model", ""),
-        "model_type": scores.metadata.get("model_type", ""),
-        "pool": scores.metadata.get("pool", ""),
+        # Where the experts were found, carried on to every export and its model card.
+        **{key: scores.metadata.get(key, "") for key in SCORING_PROVENANCE},
         "n_experts": str(int(experts.sum())),
     }
     return Glasses(list(scale.split(scores.widths)), metadata)

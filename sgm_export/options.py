@@ -49,3 +49,12 @@ class ExportOptions(StrictModel):
     formats: list[ExportFormat] = Field(["module"], min_length=1, description="module (custom code, default), folded (plain weights), onnx")
     verify: bool = Field(True, description="check each checkpoint's logits against the base model with hooked glasses")
     link: bool = Field(False, description="hard-link unchanged weight files instead of copying them")
+
+
+class PushOptions(StrictModel):
+    """Where an export is published on the Hugging Face Hub."""
+
+    repo_id: str | None = Field(None, description="Hub repository (NAME or OWNER/NAME); `run` pushes only when this is set")
+    private: bool = Field(False, description="create the repository private, and refuse to push into an existing public one")
+    revision: str | None = Field(None, description="branch to push to, created when missing; none is main")
+    format: ExportFormat | None = Field(None, description="which checkpoint `run` pushes (default: the first of export.formats)")

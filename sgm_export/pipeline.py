@@ -7,8 +7,11 @@ into place only when the last stage succeeds. Its layout:
     OUT/glasses.safetensors
     OUT/model/                the module checkpoint (export.formats: module)
     OUT/model-folded/         the folded checkpoint (export.formats: folded)
-    OUT/recipe.yaml           the recipe as run, after overrides
+    OUT/recipe.yaml           the recipe as run, after overrides (also embedded in each model card)
     OUT/summary.json          experts per layer, verification, wall time of each stage
+
+Each checkpoint folder carries its model card (README.md); with `push.repo_id` set, the `run`
+command then pushes one of them to the Hub (see `pushed_folder`).
 """
 
 import gc
@@ -22,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from sgm_export.data.sources import read_sources
-from sgm_export.errors import SgmError
+from sgm_export.errors import RecipeError, SgmError
 from sgm_export.export import export_checkpoint
 from sgm_export.glasses import Glasses, compute_glasses, save_glasses
 from sgm_export.models.load import load_model
@@ -67,19 +70,27 @@ class RunSummary:
 
 
 def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
-    """Score, compute glasses, export (and verify) as the recipe says; returns the summary."""
+    """Score, compute glasses, export (and verify) as the recipe says; returns the summary.
+
+    Pushing (`push.repo_id`) happens after the output folder is in place: see `pushed_folder`.
+    """
     out = Path(recipe.out)
     check_target_free(out, force)
     if "onnx" in recipe.export.formats:
         raise SgmError("export.formats: onnx is not available yet", "remove onnx from export.formats")
+    pushed_format = push_format(recipe)
+    recipe_text = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     summary = RunSummary(out)
     with atomic_dir(out, force=force) as staging:
         scores = _score(recipe, staging, summary)
         glasses = _glasses(recipe, scores, staging, summary)
         for fmt in recipe.export.formats:
             target = staging / CHECKPOINT_DIRS[fmt]
+            hub_repo_id = recipe.push.repo_id if fmt == pushed_format else None
             with summary.timed(f"export_{fmt}"):
-                export_checkpoint(recipe.model, glasses, target, format=fmt, link=recipe.export.link)
+                export_checkpoint(
+                    recipe.model, glasses, target, format=fmt, link=recipe.export.link, recipe=recipe_text, hub_repo_id=hub_repo_id
+                )
             summary.outputs[fmt] = str(out / CHECKPOINT_DIRS[fmt])
             if recipe.export.verify:
                 with summary.timed(f"verify_{fmt}"):
@@ -87,9 +98,26 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
                 summary.verification[fmt] = {"passed": result.passed, "max_abs_diff": result.max_abs_diff}
                 if not result.passed:
                     raise SgmError(f"the {fmt} export failed verification: {result.describe()}", "please report this as a bug")
-        (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+        (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
         (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def push_format(recipe: Recipe) -> str | None:
+    """Which checkpoint the run pushes: None without `push.repo_id`, else `push.format` or the
+    first of `export.formats`; a format the run does not export is an error before any work."""
+    if recipe.push.repo_id is None:
+        return None
+    fmt = recipe.push.format or recipe.export.formats[0]
+    if fmt not in recipe.export.formats:
+        raise RecipeError(f"push.format is {fmt} but export.formats is {recipe.export.formats}", f"add {fmt} to export.formats")
+    return fmt
+
+
+def pushed_folder(recipe: Recipe) -> Path | None:
+    """The checkpoint folder that the run pushes, or None when it pushes nothing."""
+    fmt = push_format(recipe)
+    return None if fmt is None else Path(recipe.out) / CHECKPOINT_DIRS[fmt]
 
 
 def _score(recipe: Recipe, staging: Path, summary: RunSummary) -> Scores:
@@ -108,7 +136,7 @@ def _score(recipe: Recipe, staging: Path, summary: RunSummary) -> Scores:
             trust_remote_code=recipe.trust_remote_code,
         )
     with summary.timed("score"):
-        scores = score_examples(loaded, examples, recipe.score)
+        scores = score_examples(loaded, examples, recipe.score, sources=recipe.data)
     del loaded
     gc.collect()
     save_scores(scores, staging / "scores")

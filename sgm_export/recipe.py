@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from sgm_export.errors import RecipeError
-from sgm_export.options import ExportOptions, GlassesOptions, ScoreOptions, StrictModel
+from sgm_export.options import ExportOptions, GlassesOptions, PushOptions, ScoreOptions, StrictModel
 
 ENV_PREFIX = "SGM_"
 TOOL_ENV_PREFIX = "SGM_EXPORT_"  # the tool's own settings (SGM_EXPORT_CACHE, ...), not recipe keys
@@ -32,6 +32,7 @@ class Recipe(StrictModel):
     score: ScoreOptions = Field(default_factory=ScoreOptions)
     glasses: GlassesOptions = Field(default_factory=GlassesOptions)
     export: ExportOptions = Field(default_factory=ExportOptions)
+    push: PushOptions = Field(default_factory=PushOptions)
     allow_pickle: bool = Field(False, description="allow loading .bin/.pt pickle checkpoints (they can run code)")
     trust_remote_code: bool = Field(False, description="allow the model's own remote code to run")
 

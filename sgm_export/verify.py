@@ -2,6 +2,7 @@
 model with the same scales applied by hooks (an independent mechanism), in float32."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,13 +82,16 @@ def export_glasses(export_dir: Path) -> Glasses:
         raise CheckpointError(f"{SCALES_FILE} lacks the scale {missing}", "export the model again") from None
 
 
-def manifest_problems(export_dir: Path) -> list[str]:
-    """Files that are missing or changed since the export wrote its sgm_export.json."""
+def manifest_problems(export_dir: Path, skip: Callable[[str], bool] = lambda name: False) -> list[str]:
+    """Files that are missing or changed since the export wrote its sgm_export.json; `skip` leaves
+    out files that are about to be written again anyway (the card when it is re-rendered)."""
     manifest = read_manifest(export_dir)
     if manifest is None:
         return [f"{MANIFEST_FILE} is missing, so the files cannot be checked"]
     problems = []
     for name, digest in manifest.get("files", {}).items():
+        if skip(name):
+            continue
         path = export_dir / name
         if not path.is_file():
             problems.append(f"{name} is missing")

@@ -44,3 +44,45 @@ def labelled_jsonl(tmp_path) -> Path:
         {"text": "the children are building a sandcastle on the beach", "label": 0},
     ]
     return write_jsonl(tmp_path / "data.jsonl", rows)
+
+
+@pytest.fixture(scope="session")
+def tiny_glasses(tiny_llama):
+    """Glasses for the tiny Llama computed from random AUROC scores, with the metadata that scoring
+    records (pool, data sources, example counts), as a real run would pass them on."""
+    import torch
+
+    from sgm_export.glasses import compute_glasses
+    from sgm_export.options import GlassesOptions
+    from sgm_export.score.files import Scores
+
+    config = json.loads((tiny_llama / "config.json").read_text())
+    generator = torch.Generator().manual_seed(3)
+    auroc = [torch.rand(config["intermediate_size"], generator=generator) for _ in range(config["num_hidden_layers"])]
+    metadata = {
+        "model": str(tiny_llama),
+        "model_type": "llama",
+        "pool": "mean",
+        "max_length": "64",
+        "limit": "",
+        "data": json.dumps(["data.jsonl", "builtin:neutral"]),
+        "n_toxic": "4",
+        "n_neutral": "4",
+    }
+    scores = Scores(auroc, [torch.zeros_like(a) for a in auroc], [torch.zeros_like(a) for a in auroc], metadata)
+    return compute_glasses(scores, GlassesOptions(threshold=0.6, strength=1.5))
+
+
+@pytest.fixture(scope="session")
+def licensed_llama(tiny_llama, tmp_path_factory) -> Path:
+    """The tiny Llama with a model card whose front matter names a license, as Hub models have."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("licensed") / "tiny-llama"
+    shutil.copytree(tiny_llama, folder)
+    (folder / "README.md").write_text(
+        "---\nlicense: other\nlicense_name: tiny-license\nlicense_link: LICENSE\ntags: [base-tag]\n---\n\n# A tiny Llama\n",
+        encoding="utf-8",
+    )
+    (folder / "LICENSE").write_text("Use it kindly.\n", encoding="utf-8")
+    return folder

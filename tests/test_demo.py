@@ -3,9 +3,11 @@
 import json
 
 import pytest
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from sgm_export.models.demo import demo_model_dir
+from sgm_export.publish.checks import publish_problems
 from tests.cli_helpers import sgm
 
 pytestmark = pytest.mark.slow
@@ -30,3 +32,10 @@ def test_run_demo_recipe_on_a_few_dozen_examples(tmp_path):
     scores = load_file(out / "scores" / "scores.safetensors")
     assert len([k for k in scores if k.endswith(".auroc")]) == 18 and scores["layers.0.auroc"].shape == (2048,)
     assert summary["top_auroc"][0] > 0.9  # toxic vs neutral text is easy to separate
+    for folder in ("model", "model-folded"):
+        card = ModelCard.load(out / folder / "README.md")
+        metadata = card.data.to_dict()
+        assert metadata["base_model"] == "google/gemma-3-270m" and metadata["base_model_relation"] == "finetune"
+        assert metadata["license"] == "gemma" and metadata["sgm_export"]["experts"] == summary["experts_total"]
+        assert (out / "recipe.yaml").read_text().rstrip() in card.text
+        assert publish_problems(out / folder) == []

@@ -63,7 +63,11 @@ json_values = st.recursive(
 
 
 @settings(max_examples=200, deadline=None)
-@given(values=st.dictionaries(st.sampled_from(["model", "data", "out", "score", "glasses", "export", "extra"]), json_values, max_size=4))
+@given(
+    values=st.dictionaries(
+        st.sampled_from(["model", "data", "out", "score", "glasses", "export", "push", "extra"]), json_values, max_size=4
+    )
+)
 def test_random_recipes_validate_or_fail_cleanly(values):
     try:
         validate_recipe(values)

@@ -1,4 +1,5 @@
-"""`sgm-export run RECIPE.yaml`: every stage of a recipe in one go."""
+"""`sgm-export run RECIPE.yaml`: every stage of a recipe in one go, then the push to the Hub when
+the recipe has `push.repo_id` (the token is checked first, so a missing one fails in seconds)."""
 
 import argparse
 from pathlib import Path
@@ -16,12 +17,26 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sgm_export.pipeline import run_recipe
+    from sgm_export.errors import SgmError
+    from sgm_export.pipeline import pushed_folder, run_recipe
+    from sgm_export.publish.hub import check_repo_id, hub_account, push_folder
     from sgm_export.recipe import load_recipe
     from sgm_export.report_cli import print_run_summary
 
     overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
     recipe = load_recipe(args.recipe, overrides)
+    to_push = pushed_folder(recipe)
+    if to_push is not None:  # a missing token or a bad repository id must not wait for the end of the run
+        check_repo_id(recipe.push.repo_id)
+        hub_account()
     summary = run_recipe(recipe, force=args.force)
     print_run_summary(summary)
+    if to_push is not None:
+        try:
+            push_folder(to_push, recipe.push.repo_id, private=recipe.push.private, revision=recipe.push.revision)
+        except SgmError as error:
+            raise SgmError(
+                f"the run finished in {recipe.out} but {error.problem}",
+                f"{error.fix}; then `sgm-export push {to_push} {recipe.push.repo_id}`",
+            ) from error
     return 0

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     check_target_free(args.out, args.force)
     examples = read_sources(args.data, options.limit)
     loaded = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)
-    scores = score_examples(loaded, examples, options)
+    scores = score_examples(loaded, examples, options, sources=args.data)
     save_scores(scores, args.out, force=args.force)
     summary = scores.summary(top=5)
     print(f"scored {summary['n_neurons']} neurons in {summary['n_layers']} layers on {len(examples)} examples")

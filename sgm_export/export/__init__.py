@@ -1,24 +1,71 @@
 """Writing checkpoints that carry the glasses: `module` (custom code, weights untouched) and
-`folded` (scales multiplied into the output projection's weights)."""
+`folded` (scales multiplied into the output projection's weights). Every export closes with its
+model card (README.md) and its manifest (sgm_export.json), which records the card's hash too."""
 
+import json
 from pathlib import Path
+from typing import Any
 
 from sgm_export.errors import SgmError
-from sgm_export.export.folded import write_folded_checkpoint
+from sgm_export.export.files import write_manifest
+from sgm_export.export.folded import GLASSES_FILE, write_folded_checkpoint
 from sgm_export.export.module import write_module_checkpoint
-from sgm_export.export.source import open_base_checkpoint
+from sgm_export.export.source import BaseCheckpoint, open_base_checkpoint
 from sgm_export.glasses import Glasses
+from sgm_export.modeling import SCALES_FILE
 from sgm_export.outputs import atomic_dir, check_target_free
+from sgm_export.publish.card import PIPELINE_TAGS, base_license, write_card
 
 WRITERS = {"module": write_module_checkpoint, "folded": write_folded_checkpoint}
+GLASSES_FILES = {"module": SCALES_FILE, "folded": GLASSES_FILE}
 
 
-def export_checkpoint(model: str, glasses: Glasses, out: Path, format: str = "module", force: bool = False, link: bool = False) -> Path:
-    """Write MODEL with the glasses as a `module` or `folded` checkpoint at `out`, atomically."""
+def export_checkpoint(
+    model: str,
+    glasses: Glasses,
+    out: Path,
+    format: str = "module",
+    force: bool = False,
+    link: bool = False,
+    recipe: str | None = None,
+    hub_repo_id: str | None = None,
+) -> Path:
+    """Write MODEL with the glasses as a `module` or `folded` checkpoint at `out`, atomically.
+
+    `recipe` (the YAML text of a `run`) is embedded in the card so the export can be reproduced;
+    `hub_repo_id`, when the destination is known, goes into the card's loading snippets.
+    """
     if format not in WRITERS:
         raise SgmError(f"unknown export format {format!r}", "use module or folded (ONNX has its own command: sgm-export onnx)")
     check_target_free(Path(out), force)
     base = open_base_checkpoint(model, glasses)
     with atomic_dir(Path(out), force=force) as staging:
         WRITERS[format](base, glasses, staging, link)
+        finish_export(staging, export_fields(base, glasses, format, recipe, hub_repo_id))
     return Path(out)
+
+
+def export_fields(base: BaseCheckpoint, glasses: Glasses, format: str, recipe: str | None, hub_repo_id: str | None) -> dict[str, Any]:
+    """What sgm_export.json records about an export, and what its card is rendered from."""
+    return {
+        "format": format,
+        "base_model": base.source.hub_id or base.source.name,
+        "base_model_name": base.source.name,
+        "base_model_hub_id": base.source.hub_id,
+        "base_license": base_license(base.path, base.source.license),
+        "auto_class": base.family.auto_class,
+        "pipeline_tag": PIPELINE_TAGS.get(base.family.auto_class),
+        "glasses": glasses.metadata,
+        "glasses_file": GLASSES_FILES[format],
+        "experts_per_layer": glasses.experts_per_layer(),
+        "neurons_per_layer": glasses.widths,
+        "data_sources": json.loads(glasses.metadata.get("data") or "[]"),
+        "recipe": recipe,
+        "hub_repo_id": hub_repo_id,
+    }
+
+
+def finish_export(folder: Path, fields: dict[str, Any]) -> None:
+    """Write the card, then the manifest, whose file hashes then include the card."""
+    write_card(folder, fields)
+    write_manifest(folder, fields)

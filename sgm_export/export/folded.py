@@ -5,7 +5,7 @@ dtype). It loads anywhere, without custom code.
 Files are streamed one at a time: a shard without output projections is copied byte for byte,
 a shard with some is read, edited and written, so peak memory is about one shard whatever the
 model's size. `glasses.safetensors` goes beside the weights, documenting the edit (and allowing
-it to be undone where no scale is 0).
+it to be undone where no scale is 0). The card and manifest are added by `export_checkpoint`.
 """
 
 from pathlib import Path
@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sgm_export.export.files import copy_file, write_manifest
+from sgm_export.export.files import copy_file
 from sgm_export.export.source import BaseCheckpoint
 from sgm_export.glasses import Glasses, save_glasses
 from sgm_export.models.checkpoint import SAFE_INDEX
@@ -39,7 +39,6 @@ def write_folded_checkpoint(base: BaseCheckpoint, glasses: Glasses, staging: Pat
         else:
             copy_file(shard, staging / shard.name, link)
     save_glasses(glasses, staging / GLASSES_FILE)
-    write_manifest(staging, {"format": "folded", "base_model": base.source.hub_id or base.source.name, "glasses": glasses.metadata})
 
 
 def fold_scale(weight: torch.Tensor, scale: torch.Tensor, axis: int) -> torch.Tensor:

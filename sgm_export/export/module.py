@@ -5,6 +5,7 @@ becomes `model.sgm.safetensors` and a sharded index becomes `model.safetensors.i
 (transformers' weights "variant"), so nothing but modeling_sgm.py finds the weights. config.json
 wraps the base config under `model_type: "sgm"`, which transformers refuses without
 `trust_remote_code=True`: the checkpoint fails closed instead of loading without its glasses.
+The card and manifest are added by `export_checkpoint`.
 """
 
 import json
@@ -15,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from sgm_export import __version__
-from sgm_export.export.files import copy_file, write_manifest
+from sgm_export.export.files import copy_file
 from sgm_export.export.source import BaseCheckpoint
 from sgm_export.glasses import Glasses
 from sgm_export.modeling import (
@@ -42,7 +43,6 @@ def write_module_checkpoint(base: BaseCheckpoint, glasses: Glasses, staging: Pat
     save_file(scales, staging / SCALES_FILE, metadata={"format": "pt", **glasses.metadata})
     shutil.copyfile(shipped_modeling_path(), staging / MODELING_FILE)
     (staging / "config.json").write_text(json.dumps(sgm_config(base, modules), indent=2) + "\n", encoding="utf-8")
-    write_manifest(staging, {"format": "module", "base_model": base.source.hub_id or base.source.name, "glasses": glasses.metadata})
 
 
 def sgm_config(base: BaseCheckpoint, modules: list[str]) -> dict:

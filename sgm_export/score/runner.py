@@ -1,5 +1,8 @@
 """The scoring loop: batched forward passes with pooled recording, then AUROC per neuron."""
 
+import json
+from collections.abc import Sequence
+
 import torch
 
 from sgm_export import __version__
@@ -56,8 +59,12 @@ def scores_from_pooled(
     return list(all_auroc.split(widths)), list(mean_toxic.split(widths)), list(mean_neutral.split(widths))
 
 
-def score_examples(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> Scores:
-    """Score every decoder neuron of the model on the labelled examples."""
+def score_examples(loaded: LoadedModel, examples: list[Example], options: ScoreOptions, sources: Sequence[str] = ()) -> Scores:
+    """Score every decoder neuron of the model on the labelled examples.
+
+    `sources` names where the examples came from (the `--data` specs); it travels in the metadata
+    to the glasses and the exports, so that a published model card can say what found its experts.
+    """
     pooled = pooled_activations(loaded, examples, options)
     widths = [int(p.weight.shape[loaded.family.input_axis()]) for p in decoder_projections(loaded.model, loaded.family)]
     labels = torch.tensor([example.label for example in examples])
@@ -70,6 +77,8 @@ def score_examples(loaded: LoadedModel, examples: list[Example], options: ScoreO
         "family": loaded.family.name,
         "pool": options.pool,
         "max_length": str(options.max_length),
+        "limit": "" if options.limit is None else str(options.limit),
+        "data": json.dumps(list(sources)),
         "n_toxic": str(n_toxic),
         "n_neutral": str(len(examples) - n_toxic),
     }

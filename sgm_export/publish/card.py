@@ -1,0 +1,347 @@
+"""The model card (README.md) that every export carries.
+
+It is built with huggingface_hub's `ModelCard`/`ModelCardData`, so the Hub reads its metadata:
+the base model and how this one relates to it (`finetune`: same architecture, edited weights),
+the license carried over from the base model's card, tags, the library and the pipeline. The
+body says what was changed, how to load the checkpoint, shows the evaluation when a report is
+attached, and embeds the recipe of a `run` verbatim so that the export can be reproduced.
+
+The card is rendered from the export folder alone (the fields of its sgm_export.json, and the
+`eval/` and `onnx/` folders when present), so rendering it again after a report or an ONNX graph
+is added gives the same card plus the new sections. Its metadata also holds an `sgm_export` block
+(format, glasses file and SHA-256, expert count) that `push` checks against the glasses in the
+folder before anything leaves the machine.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub.repocard import metadata_load
+
+from sgm_export import __version__
+from sgm_export.modeling import sha256_file
+from sgm_export.models.demo import DEMO_NAME
+from sgm_export.outputs import atomic_file
+from sgm_export.publish.evaluation import evaluation_markdown
+
+CARD_FILE = "README.md"
+ONNX_DIR = "onnx"
+TAGS = ["sgm-export", "safety", "detoxification"]
+BASE_MODEL_RELATION = "finetune"
+LIBRARY = "transformers"
+PIPELINE_TAGS = {"AutoModelForCausalLM": "text-generation", "AutoModelForImageTextToText": "image-text-to-text"}
+LICENSE_KEYS = ("license", "license_name", "license_link")
+CARD_BLOCK = "sgm_export"
+PLACEHOLDER_ID = "path/to/this/model"
+SGM_PAPER = "https://arxiv.org/abs/2512.15052"
+AURA_PAPER = "https://arxiv.org/abs/2407.12824"
+MODES = {
+    "aura": "AurA: each expert scaled by 1 - 2 x strength x (AUROC - 0.5)",
+    "damp": "Damp: each expert scaled by the constant alpha",
+    "det0": "Det0: each expert switched off (scale 0)",
+}
+
+
+def base_license(model_dir: Path, known: str | None) -> dict[str, str]:
+    """The base model's license fields (license, license_name, license_link) from the front matter
+    of its README.md; `known` (the demo's) when the folder has no card that names one."""
+    card = Path(model_dir) / CARD_FILE
+    try:
+        metadata = (metadata_load(card) or {}) if card.is_file() else {}
+    except (ValueError, yaml.YAMLError):  # a broken base card: the license is unknown, and the card says so
+        metadata = {}
+    fields = {key: str(metadata[key]) for key in LICENSE_KEYS if metadata.get(key)}
+    if "license" not in fields and known:
+        fields = {"license": known}
+    return fields
+
+
+def card_metadata(folder: Path, manifest: dict[str, Any]) -> ModelCardData:
+    """The card's YAML front matter."""
+    hub_id = manifest.get("base_model_hub_id")
+    license_fields = manifest.get("base_license") or {}
+    return ModelCardData(
+        base_model=hub_id,
+        base_model_relation=BASE_MODEL_RELATION if hub_id else None,
+        library_name=LIBRARY,
+        pipeline_tag=manifest.get("pipeline_tag"),
+        tags=list(TAGS),
+        **{key: license_fields[key] for key in LICENSE_KEYS if license_fields.get(key)},
+        **{CARD_BLOCK: card_block(folder, manifest)},
+    )
+
+
+def card_block(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What `push` checks: the format, and the glasses this card describes (file, SHA-256, count)."""
+    settings = glasses_settings(manifest)
+    glasses_file = manifest["glasses_file"]
+    block = {
+        "version": manifest.get("sgm_export_version", __version__),
+        "format": manifest["format"],
+        "glasses_file": glasses_file,
+        "glasses_sha256": sha256_file(Path(folder) / glasses_file),
+        "experts": sum(manifest["experts_per_layer"]),
+        "neurons": sum(manifest["neurons_per_layer"]),
+        **settings,
+    }
+    return {key: value for key, value in block.items() if value is not None}
+
+
+def glasses_settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The glasses settings, as numbers (safetensors metadata stores them as strings)."""
+    metadata = manifest.get("glasses", {})
+    return {
+        "mode": metadata.get("mode"),
+        "threshold": _number(metadata.get("threshold")),
+        "top_k": _number(metadata.get("top_k")),
+        "alpha": _number(metadata.get("alpha")) if metadata.get("mode") == "damp" else None,
+        "strength": _number(metadata.get("strength")) if metadata.get("mode") == "aura" else None,
+    }
+
+
+def render_card(folder: Path, manifest: dict[str, Any]) -> ModelCard:
+    """The whole card for the export in `folder`, described by its manifest fields."""
+    sections = [
+        _title(manifest),
+        _summary(manifest),
+        _changes(manifest),
+        _usage(folder, manifest),
+        evaluation_markdown(folder),
+        _reproduce(manifest),
+        _integrity(manifest),
+        _license(manifest),
+    ]
+    body = "\n\n".join(section for section in sections if section) + "\n"
+    return ModelCard(f"---\n{card_metadata(folder, manifest).to_yaml()}\n---\n\n{body}")
+
+
+def write_card(folder: Path, manifest: dict[str, Any]) -> Path:
+    """Write README.md into `folder` (atomically: it may replace the card of a published export)."""
+    path = Path(folder) / CARD_FILE
+    with atomic_file(path, force=True) as staging:
+        render_card(folder, manifest).save(staging)
+    return path
+
+
+def load_card(folder: Path) -> ModelCard | None:
+    """The folder's card, or None when it has none. Always read from disk, never from the Hub."""
+    path = Path(folder) / CARD_FILE
+    return ModelCard.load(path) if path.is_file() else None
+
+
+def _title(manifest: dict[str, Any]) -> str:
+    return f"# {_base_short_name(manifest)} with SGM safety glasses"
+
+
+def _summary(manifest: dict[str, Any]) -> str:
+    experts, neurons = sum(manifest["experts_per_layer"]), sum(manifest["neurons_per_layer"])
+    layers = sum(1 for count in manifest["experts_per_layer"] if count)
+    return (
+        f"This is {_base_link(manifest)} with **safety glasses** baked in by sgm-export: "
+        f"the {experts:,} MLP neurons of its decoder (of {neurons:,}, in {layers} of {len(manifest['experts_per_layer'])} layers) "
+        "that best tell toxic from non-toxic text are each scaled down by a fixed factor, following SGM "
+        f"([arXiv 2512.15052]({SGM_PAPER})) and AurA ([Suau et al., ICML 2024]({AURA_PAPER})). "
+        "Nothing was trained and every other weight is the base model's."
+    )
+
+
+def _changes(manifest: dict[str, Any]) -> str:
+    settings = glasses_settings(manifest)
+    metadata = manifest.get("glasses", {})
+    rows = [
+        ("base model", _base_link(manifest)),
+        ("checkpoint format", _format_description(manifest)),
+        ("mode", MODES.get(settings["mode"], str(settings["mode"]))),
+        ("threshold", f"experts are neurons with AUROC > {settings['threshold']}"),
+        ("top-k", "all experts" if settings["top_k"] is None else f"only the {settings['top_k']:,} best experts"),
+    ]
+    if settings["strength"] is not None:
+        rows.append(("strength", str(settings["strength"])))
+    if settings["alpha"] is not None:
+        rows.append(("alpha", str(settings["alpha"])))
+    rows += [
+        ("neurons scaled", f"{sum(manifest['experts_per_layer']):,} of {sum(manifest['neurons_per_layer']):,}"),
+        ("pooling", f"{metadata.get('pool') or 'unknown'} over the scored text tokens"),
+        ("data", _data_description(manifest)),
+        ("sgm-export", manifest.get("sgm_export_version", __version__)),
+    ]
+    table = ["| | |", "|---|---|"] + [f"| {key} | {value} |" for key, value in rows]
+    per_layer = ", ".join(str(count) for count in manifest["experts_per_layer"])
+    return "\n".join(["## What was changed", "", *table, "", f"Experts per layer, from layer 0: {per_layer}."])
+
+
+def _format_description(manifest: dict[str, Any]) -> str:
+    if manifest["format"] == "module":
+        return (
+            "module: the base weights byte for byte, the scales in `sgm_glasses.safetensors`, "
+            "applied by `modeling_sgm.py` (torch and transformers only)"
+        )
+    if manifest["format"] == "folded":
+        return "folded: the scales multiplied into each MLP output projection; `glasses.safetensors` documents the edit"
+    return manifest["format"]
+
+
+def _data_description(manifest: dict[str, Any]) -> str:
+    sources = manifest.get("data_sources") or []
+    metadata = manifest.get("glasses", {})
+    named = ", ".join(f"`{source}`" for source in sources) if sources else "not recorded"
+    counts = [f"{metadata[key]} {label}" for key, label in (("n_toxic", "toxic"), ("n_neutral", "non-toxic")) if metadata.get(key)]
+    return named + (f" ({' and '.join(counts)} examples)" if counts else "")
+
+
+def _usage(folder: Path, manifest: dict[str, Any]) -> str:
+    model_id = manifest.get("hub_repo_id") or PLACEHOLDER_ID
+    multimodal = manifest.get("auto_class") == "AutoModelForImageTextToText"
+    auto_class = "AutoModelForImageTextToText" if multimodal else "AutoModelForCausalLM"
+    preprocessor = "AutoProcessor" if multimodal else "AutoTokenizer"
+    parts = ["## How to use"]
+    if manifest["format"] == "module":
+        parts += [
+            "The glasses are applied by `modeling_sgm.py`, which ships in this repository and imports only torch and "
+            "transformers. The checkpoint fails closed: without `trust_remote_code=True` transformers refuses to load it, "
+            "so it never silently gives you the model without its glasses.",
+            _python(
+                f"from transformers import {auto_class}, {preprocessor}\n\n"
+                f'model = {auto_class}.from_pretrained("{model_id}", trust_remote_code=True)\n'
+                f'{preprocessor.removeprefix("Auto").lower()} = {preprocessor}.from_pretrained("{model_id}", trust_remote_code=True)'
+            ),
+        ]
+    elif manifest["format"] == "folded":
+        parts += [
+            "A plain checkpoint of the base architecture: it loads anywhere the base model does (transformers, vLLM, "
+            "llama.cpp converters), without remote code.",
+            _python(
+                f"from transformers import {auto_class}, {preprocessor}\n\n"
+                f'model = {auto_class}.from_pretrained("{model_id}")\n'
+                f'{preprocessor.removeprefix("Auto").lower()} = {preprocessor}.from_pretrained("{model_id}")'
+            ),
+        ]
+    if (Path(folder) / ONNX_DIR).is_dir():
+        parts.append(_onnx_usage(manifest, multimodal))
+    return "\n\n".join(parts)
+
+
+def _onnx_usage(manifest: dict[str, Any], multimodal: bool) -> str:
+    intro = (
+        f"`{ONNX_DIR}/` holds the same model as ONNX graphs (the layout transformers.js and onnx-community use). Each layer's "
+        "scale is the initializer `sgm.layers.{i}.scale` feeding a `Mul` before the down projection, so the glasses can be "
+        f"audited in the graph; `{ONNX_DIR}/sgm_onnx.json` describes the graphs, their inputs and outputs."
+    )
+    if multimodal:
+        return "\n\n".join(["### ONNX", intro])
+    hub_id = manifest.get("hub_repo_id")
+    folder = f'snapshot_download("{hub_id}")' if hub_id else f'"{PLACEHOLDER_ID}"  # this repository, downloaded'
+    remote_code = ", trust_remote_code=True" if manifest["format"] == "module" else ""
+    snippet = _python(
+        "import numpy as np\n"
+        "import onnxruntime as ort\n"
+        + ("from huggingface_hub import snapshot_download\n" if hub_id else "")
+        + "from transformers import AutoTokenizer\n\n"
+        f"folder = {folder}\n"
+        f'session = ort.InferenceSession(f"{{folder}}/{ONNX_DIR}/model.onnx")\n'
+        f"tokenizer = AutoTokenizer.from_pretrained(folder{remote_code})\n"
+        'input_ids = tokenizer("The weather today is", return_tensors="np")["input_ids"]\n'
+        "feeds = {\n"
+        '    "input_ids": input_ids,\n'
+        '    "attention_mask": np.ones_like(input_ids),\n'
+        '    "position_ids": np.arange(input_ids.shape[1])[None],\n'
+        "}\n"
+        "for graph_input in session.get_inputs():  # an empty cache: no tokens seen yet\n"
+        '    if graph_input.name.startswith("past_key_values"):\n'
+        "        _, heads, _, head_dim = graph_input.shape\n"
+        '        dtype = np.float16 if "float16" in graph_input.type else np.float32\n'
+        "        feeds[graph_input.name] = np.zeros((1, heads, 0, head_dim), dtype=dtype)\n"
+        'logits = session.run(["logits"], feeds)[0]\n'
+        "print(tokenizer.decode(logits[0, -1].argmax()))"
+    )
+    return "\n\n".join(["### ONNX", intro + " One forward pass with onnxruntime:", snippet])
+
+
+def _reproduce(manifest: dict[str, Any]) -> str:
+    recipe = manifest.get("recipe")
+    version = manifest.get("sgm_export_version", __version__)
+    if recipe:
+        return "\n\n".join(
+            [
+                "## Reproduce",
+                f"Made by `sgm-export run` (sgm-export {version}) with this recipe; save it as `recipe.yaml` and run "
+                "`sgm-export run recipe.yaml` to make it again:",
+                f"```yaml\n{recipe.rstrip()}\n```",
+            ]
+        )
+    return "\n\n".join(["## Reproduce", f"Made with sgm-export {version}; these commands redo it:", _commands(manifest)])
+
+
+def _commands(manifest: dict[str, Any]) -> str:
+    metadata = manifest.get("glasses", {})
+    settings = glasses_settings(manifest)
+    base = manifest.get("base_model_name") or manifest.get("base_model")
+    score = [f"sgm-export score {base}"] + [f"--data {source}" for source in manifest.get("data_sources") or []]
+    score += [f"--pool {metadata['pool']}"] if metadata.get("pool") else []
+    score += [f"--max-length {metadata['max_length']}"] if metadata.get("max_length") else []
+    score += [f"--limit {metadata['limit']}"] if metadata.get("limit") else []
+    glasses = [
+        "sgm-export glasses scores",
+        "--out glasses.safetensors",
+        f"--mode {settings['mode']}",
+        f"--threshold {settings['threshold']}",
+    ]
+    glasses += [f"--top-k {settings['top_k']}"] if settings["top_k"] is not None else []
+    glasses += [f"--strength {settings['strength']}"] if settings["strength"] is not None else []
+    glasses += [f"--alpha {settings['alpha']}"] if settings["alpha"] is not None else []
+    export = [f"sgm-export export {base}", "--glasses glasses.safetensors", f"--format {manifest['format']}", "--out model"]
+    lines = [" ".join(score + ["--out scores"]), " ".join(glasses), " ".join(export)]
+    return "```bash\n" + "\n".join(lines) + "\n```"
+
+
+def _integrity(manifest: dict[str, Any]) -> str:
+    base = manifest.get("base_model_name") or manifest.get("base_model")
+    return "\n\n".join(
+        [
+            "## Checking it",
+            "`sgm_export.json` records the tool version, the settings, the data sources and the SHA-256 of every file. "
+            f"`sgm-export verify . --base {base}` compares this checkpoint's logits with the base model's under the "
+            "same scales applied by hooks, an independent mechanism, and checks every file against those hashes.",
+        ]
+    )
+
+
+def _license(manifest: dict[str, Any]) -> str:
+    fields = manifest.get("base_license") or {}
+    if not fields.get("license"):
+        return "## License\n\nThe base model's license applies to this derived checkpoint; check it before use."
+    name = fields.get("license_name") or fields["license"]
+    named = f"[`{name}`]({fields['license_link']})" if fields.get("license_link") else f"`{name}`"
+    return f"## License\n\nDerived from {_base_link(manifest)}, so the base model's license applies: {named}."
+
+
+def _base_link(manifest: dict[str, Any]) -> str:
+    hub_id = manifest.get("base_model_hub_id")
+    demo = manifest.get("base_model_name") == DEMO_NAME
+    if hub_id:
+        link = f"[{hub_id}](https://huggingface.co/{hub_id})"
+        return link + (" (as de-quantized from the Q4_K_M GGUF that sgm-export embeds)" if demo else "")
+    return f"`{_base_short_name(manifest)}`"
+
+
+def _base_short_name(manifest: dict[str, Any]) -> str:
+    name = manifest.get("base_model_hub_id") or manifest.get("base_model_name") or manifest.get("base_model") or "model"
+    return Path(str(name)).name
+
+
+def _python(code: str) -> str:
+    return f"```python\n{code}\n```"
+
+
+def _number(value: Any) -> float | int | None:
+    """A metadata string as a number: '' is None, '500' is 500, '0.5' is 0.5."""
+    if value is None or value == "":
+        return None
+    try:
+        number = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
+    return number if isinstance(number, int | float) and not isinstance(number, bool) else None

@@ -1,0 +1,45 @@
+"""Rendering the card of an existing export again: after `eval` wrote a report (attached into
+`eval/`), after an `onnx/` folder was added, or to name the Hub repository in the card.
+
+The card vouches for the files beside it, so it is only rendered again for an export whose files
+still match its manifest; the card and the report, which are written anew, are the exception.
+Files added since the export (the report, ONNX graphs) are recorded in the manifest afterwards.
+"""
+
+from pathlib import Path
+
+from sgm_export.errors import CheckpointError
+from sgm_export.export import finish_export
+from sgm_export.export.files import MANIFEST_FILE, read_manifest
+from sgm_export.outputs import atomic_dir
+from sgm_export.publish.card import CARD_FILE
+from sgm_export.publish.evaluation import EVAL_DIR, copy_report
+from sgm_export.verify import manifest_problems
+
+CARD_FIELDS = ("format", "glasses_file", "experts_per_layer", "neurons_per_layer")
+
+
+def refresh_card(folder: Path, report_dir: Path | None = None, hub_repo_id: str | None = None) -> Path:
+    """Attach `report_dir` (when given), then write the card and the manifest again."""
+    folder = Path(folder)
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is None or any(key not in manifest for key in CARD_FIELDS):
+        raise CheckpointError(
+            f"{folder} is not an export with a card (its {MANIFEST_FILE} is missing or predates cards)",
+            "export it again with `sgm-export export`",
+        )
+    rewritten = (CARD_FILE, f"{EVAL_DIR}/") if report_dir is not None else (CARD_FILE,)
+    problems = manifest_problems(folder, skip=lambda name: name.startswith(rewritten))
+    if problems:
+        raise CheckpointError(
+            f"{folder} changed since it was exported ({problems[0]}), so a new card would vouch for files it never saw",
+            "export it again with `sgm-export export`",
+        )
+    if report_dir is not None:
+        with atomic_dir(folder / EVAL_DIR, force=True) as staging:
+            copy_report(report_dir, staging)
+    fields = {key: value for key, value in manifest.items() if key != "files"}
+    if hub_repo_id is not None:
+        fields["hub_repo_id"] = hub_repo_id
+    finish_export(folder, fields)
+    return folder / CARD_FILE
