@@ -2,6 +2,7 @@
 model with the same scales applied by hooks (an independent mechanism), in float32."""
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from sgm_export.apply import glasses_applied
+from sgm_export.data.examples import Example
+from sgm_export.data.images import probe_image
+from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.errors import CheckpointError
 from sgm_export.export.files import MANIFEST_FILE, read_manifest
 from sgm_export.export.folded import GLASSES_FILE
@@ -21,7 +25,8 @@ from sgm_export.modeling import (
     sha256_file,
     shipped_modeling_sha256,
 )
-from sgm_export.models.load import load_model
+from sgm_export.models.load import LoadedModel, load_model
+from sgm_export.score.runner import model_inputs
 
 DEFAULT_TOLERANCE = 1e-4
 VERIFY_PROMPTS = (
@@ -30,6 +35,7 @@ VERIFY_PROMPTS = (
     "Once upon a time, in a village by the sea,",
     "Here is a short list of things to do on a rainy day:",
 )
+VERIFY_IMAGE_PROMPT = "Describe the picture."
 
 
 @dataclass
@@ -98,6 +104,34 @@ def manifest_problems(export_dir: Path) -> list[str]:
     return problems
 
 
+def verify_batch(loaded: LoadedModel) -> dict[str, torch.Tensor]:
+    """The model inputs both models run: the verify prompts, and for vision-language models the
+    same prompts as answers about a probe image (half of them) or about nothing (the other half),
+    so that the image path and the text path are both checked."""
+    tokenizer = loaded.tokenizer
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if loaded.processor is None:
+        return dict(tokenizer(list(VERIFY_PROMPTS), return_tensors="pt", padding=True).to(loaded.device))
+    encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, max_length=64)
+    with tempfile.TemporaryDirectory() as folder:
+        image = Path(folder) / "probe.png"
+        probe_image().save(image)
+        examples = [
+            Example(
+                text=text,
+                label=0,
+                prompt=VERIFY_IMAGE_PROMPT,
+                image=image if number % 2 == 0 else None,
+                origin=f"verify prompt {number + 1}",
+            )
+            for number, text in enumerate(VERIFY_PROMPTS)
+        ]
+        encoded = [encoder.encode(example) for example in examples]
+    batch = encoder.collate(encoded, list(range(len(encoded))), tokenizer.pad_token_id)
+    return model_inputs(loaded, batch)
+
+
 def verify_export(
     export_dir: Path, base_model: str, tolerance: float = DEFAULT_TOLERANCE, device: str = "cpu", dtype: str = "float64"
 ) -> VerifyResult:
@@ -114,9 +148,7 @@ def verify_export(
     exported = load_model(str(export_dir), device=device, dtype=dtype)
     base = load_model(base_model, device=device, dtype=dtype)
     tokenizer = base.tokenizer
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    batch = tokenizer(list(VERIFY_PROMPTS), return_tensors="pt", padding=True).to(base.device)
+    batch = verify_batch(base)
     keep = batch["attention_mask"].bool()
     with torch.inference_mode():
         exported_logits = exported.model(**batch).logits[keep]
