@@ -15,13 +15,14 @@ from sgm_export.data.examples import Example
 from sgm_export.data.images import neutral_image_paths
 from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.data.sources import read_source
-from sgm_export.errors import DataError
+from sgm_export.errors import CheckpointError, DataError
 from sgm_export.export import export_checkpoint
 from sgm_export.models.load import load_model
 from sgm_export.models.processor import load_processor
 from sgm_export.options import ScoreOptions
 from sgm_export.score.runner import model_inputs, pooled_activations, score_examples
 from sgm_export.verify import verify_export
+from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.conftest import write_jsonl
 from tests.test_export import random_glasses
 from tests.tiny_vlm import VLM_FAMILIES, build_tiny_vlm
@@ -181,3 +182,21 @@ def test_builtin_image_sets_pair_both_classes_with_the_same_photos():
     assert [e.image for e in toxic] == [e.image for e in neutral]
     assert len({e.image for e in toxic}) == len(neutral_image_paths())
     assert [e.text for e in toxic] == [e.text for e in read_source("builtin:rtp-toxic", limit=32)]
+
+
+def test_processor_without_chat_template_is_a_clean_error(tiny_vlms, tmp_path):
+    model_dir = tmp_path / "no-template"
+    shutil.copytree(tiny_vlms["llava"], model_dir)
+    (model_dir / "chat_template.jinja").unlink()
+    loaded = load_model(str(model_dir))
+    with pytest.raises(CheckpointError, match="no chat template"):
+        score_examples(loaded, image_rows(), ScoreOptions())
+
+
+def test_cli_reports_an_unreadable_image_in_one_line(tiny_vlms, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    rows = [{"text": "you fool", "label": 1, "image": "broken.jpg"}, {"text": "a calm lake", "label": 0}]
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    result = sgm("score", tiny_vlms["llava"], "--data", data, "--out", tmp_path / "scores")
+    assert_clean_usage_error(result, "d.jsonl line 1", "broken.jpg", "cannot be read")
+    assert not (tmp_path / "scores").exists()

@@ -23,7 +23,9 @@ def test_image_rows_carry_576_image_tokens_and_pool_the_answer_only():
     example = read_source("builtin:rtp-toxic-images", limit=1)[0]
     encoded = encoder.encode(example)
     image_id = loaded.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    text_ids = loaded.tokenizer(example.text, add_special_tokens=False)["input_ids"][:64 - len(loaded.tokenizer(example.prompt, add_special_tokens=False)["input_ids"])]
+    text_ids = loaded.tokenizer(example.text, add_special_tokens=False)["input_ids"][
+        : 64 - len(loaded.tokenizer(example.prompt, add_special_tokens=False)["input_ids"])
+    ]
     assert encoded.input_ids.count(image_id) == IMAGE_TOKENS
     assert sum(encoded.pool_mask) == len(text_ids) and encoded.input_ids[-len(text_ids) :] == text_ids
 

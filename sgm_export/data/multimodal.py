@@ -26,7 +26,7 @@ from PIL import Image
 from sgm_export.data.encode import Batch
 from sgm_export.data.examples import Example
 from sgm_export.data.images import load_image
-from sgm_export.errors import SgmError
+from sgm_export.errors import CheckpointError
 
 # Processor outputs that run along the token axis ([1, tokens, ...]); everything else is per image.
 PER_TOKEN_INPUTS = ("token_type_ids", "mm_token_type_ids", "cross_attention_mask")
@@ -63,7 +63,7 @@ class MultimodalEncoder:
         self.max_length = max_length
         self.model_inputs = set(inspect.signature(model.forward).parameters)
         if family.prompt_format == "chat_template" and not getattr(processor, "chat_template", None):
-            raise SgmError(
+            raise CheckpointError(
                 "the model's processor has no chat template, so image+text rows cannot be laid out as a chat",
                 "use an instruction-tuned checkpoint, or add a chat_template to its processor files",
             )
