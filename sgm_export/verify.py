@@ -5,6 +5,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -104,32 +105,42 @@ def manifest_problems(export_dir: Path) -> list[str]:
     return problems
 
 
-def verify_batch(loaded: LoadedModel) -> dict[str, torch.Tensor]:
-    """The model inputs both models run: the verify prompts, and for vision-language models the
-    same prompts as answers about a probe image (half of them) or about nothing (the other half),
-    so that the image path and the text path are both checked."""
+def verify_probes(loaded: LoadedModel) -> list[dict[str, Any]]:
+    """The model inputs both models run: the verify prompts in one batch; for vision-language
+    models the same prompts as answers about a probe image (half of them) or about nothing (the
+    other half), one row at a time and keeping only the answer's logits, so that the image path
+    and the text path are both checked without holding logits for hundreds of image tokens."""
     tokenizer = loaded.tokenizer
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if loaded.processor is None:
-        return dict(tokenizer(list(VERIFY_PROMPTS), return_tensors="pt", padding=True).to(loaded.device))
+        return [dict(tokenizer(list(VERIFY_PROMPTS), return_tensors="pt", padding=True).to(loaded.device))]
     encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, max_length=64)
+    probes = []
     with tempfile.TemporaryDirectory() as folder:
         image = Path(folder) / "probe.png"
         probe_image().save(image)
-        examples = [
-            Example(
+        for number, text in enumerate(VERIFY_PROMPTS):
+            example = Example(
                 text=text,
                 label=0,
                 prompt=VERIFY_IMAGE_PROMPT,
                 image=image if number % 2 == 0 else None,
                 origin=f"verify prompt {number + 1}",
             )
-            for number, text in enumerate(VERIFY_PROMPTS)
-        ]
-        encoded = [encoder.encode(example) for example in examples]
-    batch = encoder.collate(encoded, list(range(len(encoded))), tokenizer.pad_token_id)
-    return model_inputs(loaded, batch)
+            encoded = encoder.encode(example)
+            inputs = model_inputs(loaded, encoder.collate([encoded], [number], tokenizer.pad_token_id))
+            probes.append({**inputs, "logits_to_keep": sum(encoded.pool_mask) + 1})  # the answer, and what predicts it
+    return probes
+
+
+def probe_logits(model: torch.nn.Module, probes: list[dict[str, Any]]) -> torch.Tensor:
+    """The logits of every real (not padding) position the probes keep, in one flat tensor."""
+    pieces = []
+    for inputs in probes:
+        logits = model(**inputs).logits
+        pieces.append(logits[inputs["attention_mask"][:, -logits.shape[1] :].bool()])
+    return torch.cat(pieces)
 
 
 def verify_export(
@@ -148,13 +159,12 @@ def verify_export(
     exported = load_model(str(export_dir), device=device, dtype=dtype)
     base = load_model(base_model, device=device, dtype=dtype)
     tokenizer = base.tokenizer
-    batch = verify_batch(base)
-    keep = batch["attention_mask"].bool()
+    probes = verify_probes(base)
     with torch.inference_mode():
-        exported_logits = exported.model(**batch).logits[keep]
-        plain_logits = base.model(**batch).logits[keep]
+        exported_logits = probe_logits(exported.model, probes)
+        plain_logits = probe_logits(base.model, probes)
         with glasses_applied(base.model, base.family, glasses):
-            reference_logits = base.model(**batch).logits[keep]
+            reference_logits = probe_logits(base.model, probes)
     problems = manifest_problems(export_dir)
     if exported.tokenizer.get_vocab() != tokenizer.get_vocab():
         problems.append("the export's tokenizer differs from the base model's")
