@@ -25,6 +25,7 @@ from sgm_export.verify import verify_export
 from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.conftest import write_jsonl
 from tests.test_export import random_glasses
+from tests.tiny import INTERMEDIATE
 from tests.tiny_vlm import VLM_FAMILIES, build_tiny_vlm
 
 FAMILIES = sorted(VLM_FAMILIES)
@@ -92,6 +93,9 @@ def test_mixed_batches_pool_as_single_rows(tiny_vlms, model_type):
     batched = pooled_activations(loaded, examples, ScoreOptions(batch_size=6))
     alone = pooled_activations(loaded, examples, ScoreOptions(batch_size=1))
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+    if model_type == "mllama":  # rows without an image skip the cross-attention layer (layer 1): it reads 0
+        width = INTERMEDIATE
+        assert not batched[4:, width : 2 * width].any() and batched[:4, width : 2 * width].abs().sum() > 0
     scores = score_examples(loaded, examples, ScoreOptions(batch_size=3))
     projections = decoder_projections(loaded.model, loaded.family)
     assert scores.widths == [int(p.weight.shape[1]) for p in projections]
