@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from sgm_export.data.encode import Batch
+from sgm_export.arch import Family
+from sgm_export.data.encode import Batch, Encoded, collate
 from sgm_export.data.examples import Example
 from sgm_export.data.images import load_image
 from sgm_export.errors import CheckpointError
@@ -35,11 +36,9 @@ SUFFIX_TOKEN_TYPE = 1  # prefix_lm: the answer is the causally attended suffix
 
 
 @dataclass(frozen=True)
-class MultimodalEncoded:
+class MultimodalEncoded(Encoded):
     """One example as token ids, its pooling mask, and the processor's other model inputs."""
 
-    input_ids: list[int]
-    pool_mask: list[bool]
     per_token: dict[str, torch.Tensor]
     per_image: dict[str, torch.Tensor]
 
@@ -56,7 +55,7 @@ class _Pieces:
 class MultimodalEncoder:
     """Encodes examples for one loaded vision-language model (its processor and family row)."""
 
-    def __init__(self, processor: Any, family: Any, model: torch.nn.Module, max_length: int) -> None:
+    def __init__(self, processor: Any, family: Family, model: torch.nn.Module, max_length: int) -> None:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.family = family
@@ -93,24 +92,16 @@ class MultimodalEncoder:
                 yield self.collate([self._encode(examples[index], pieces[index]) for index in indices], indices, pad_id)
 
     def collate(self, items: list[MultimodalEncoded], indices: list[int], pad_id: int) -> Batch:
-        """Right-pad token tensors; gather image tensors as the family's layout wants them."""
-        width = max(len(item.input_ids) for item in items)
-        input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(items), width), dtype=torch.long)
-        pool_mask = torch.zeros((len(items), width), dtype=torch.bool)
-        for row, item in enumerate(items):
-            length = len(item.input_ids)
-            input_ids[row, :length] = torch.tensor(item.input_ids)
-            attention_mask[row, :length] = 1
-            pool_mask[row, :length] = torch.tensor(item.pool_mask)
-        inputs = {}
+        """Right-pad token tensors (as for text); gather image tensors as the family's layout wants them."""
+        batch = collate(items, indices, pad_id)
+        width = batch.input_ids.shape[1]
         for key in _keys(items, "per_token"):
-            inputs[key] = _pad_cat([item.per_token.get(key) for item in items], along_tokens=width)
+            batch.inputs[key] = _pad_cat([item.per_token.get(key) for item in items], along_tokens=width)
         per_row = self.family.image_inputs == "per_row"
         for key in _keys(items, "per_image"):
             found = [item.per_image.get(key) for item in items]
-            inputs[key] = _pad_cat(found if per_row else [tensor for tensor in found if tensor is not None])
-        return Batch(input_ids, attention_mask, pool_mask, indices, inputs)
+            batch.inputs[key] = _pad_cat(found if per_row else [tensor for tensor in found if tensor is not None])
+        return batch
 
     def _pieces(self, example: Example) -> _Pieces:
         prompt_ids = self.tokenizer(example.prompt, add_special_tokens=False)["input_ids"] if example.prompt else []
