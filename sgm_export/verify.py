@@ -2,14 +2,19 @@
 model with the same scales applied by hooks (an independent mechanism), in float32."""
 
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
 
 from sgm_export.apply import glasses_applied
+from sgm_export.data.examples import Example
+from sgm_export.data.images import probe_image
+from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.errors import CheckpointError
 from sgm_export.export.files import MANIFEST_FILE, read_manifest
 from sgm_export.export.folded import GLASSES_FILE
@@ -22,7 +27,8 @@ from sgm_export.modeling import (
     sha256_file,
     shipped_modeling_sha256,
 )
-from sgm_export.models.load import load_model
+from sgm_export.models.load import LoadedModel, load_model
+from sgm_export.score.runner import model_inputs
 
 DEFAULT_TOLERANCE = 1e-4
 VERIFY_PROMPTS = (
@@ -31,6 +37,7 @@ VERIFY_PROMPTS = (
     "Once upon a time, in a village by the sea,",
     "Here is a short list of things to do on a rainy day:",
 )
+VERIFY_IMAGE_PROMPT = "Describe the picture."
 
 
 @dataclass
@@ -102,6 +109,44 @@ def manifest_problems(export_dir: Path, skip: Callable[[str], bool] = lambda nam
     return problems
 
 
+def verify_probes(loaded: LoadedModel) -> list[dict[str, Any]]:
+    """The model inputs both models run: the verify prompts in one batch; for vision-language
+    models the same prompts as answers about a probe image (half of them) or about nothing (the
+    other half), one row at a time and keeping only the answer's logits, so that the image path
+    and the text path are both checked without holding logits for hundreds of image tokens."""
+    tokenizer = loaded.tokenizer
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if loaded.processor is None:
+        return [dict(tokenizer(list(VERIFY_PROMPTS), return_tensors="pt", padding=True).to(loaded.device))]
+    encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, max_length=64)
+    probes = []
+    with tempfile.TemporaryDirectory() as folder:
+        image = Path(folder) / "probe.png"
+        probe_image().save(image)
+        for number, text in enumerate(VERIFY_PROMPTS):
+            example = Example(
+                text=text,
+                label=0,
+                prompt=VERIFY_IMAGE_PROMPT,
+                image=image if number % 2 == 0 else None,
+                origin=f"verify prompt {number + 1}",
+            )
+            encoded = encoder.encode(example)
+            inputs = model_inputs(loaded, encoder.collate([encoded], [number], tokenizer.pad_token_id))
+            probes.append({**inputs, "logits_to_keep": sum(encoded.pool_mask) + 1})  # the answer, and what predicts it
+    return probes
+
+
+def probe_logits(model: torch.nn.Module, probes: list[dict[str, Any]]) -> torch.Tensor:
+    """The logits of every real (not padding) position the probes keep, in one flat tensor."""
+    pieces = []
+    for inputs in probes:
+        logits = model(**inputs).logits
+        pieces.append(logits[inputs["attention_mask"][:, -logits.shape[1] :].bool()])
+    return torch.cat(pieces)
+
+
 def verify_export(
     export_dir: Path, base_model: str, tolerance: float = DEFAULT_TOLERANCE, device: str = "cpu", dtype: str = "float64"
 ) -> VerifyResult:
@@ -118,15 +163,12 @@ def verify_export(
     exported = load_model(str(export_dir), device=device, dtype=dtype)
     base = load_model(base_model, device=device, dtype=dtype)
     tokenizer = base.tokenizer
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    batch = tokenizer(list(VERIFY_PROMPTS), return_tensors="pt", padding=True).to(base.device)
-    keep = batch["attention_mask"].bool()
+    probes = verify_probes(base)
     with torch.inference_mode():
-        exported_logits = exported.model(**batch).logits[keep]
-        plain_logits = base.model(**batch).logits[keep]
+        exported_logits = probe_logits(exported.model, probes)
+        plain_logits = probe_logits(base.model, probes)
         with glasses_applied(base.model, base.family, glasses):
-            reference_logits = base.model(**batch).logits[keep]
+            reference_logits = probe_logits(base.model, probes)
     problems = manifest_problems(export_dir)
     if exported.tokenizer.get_vocab() != tokenizer.get_vocab():
         problems.append("the export's tokenizer differs from the base model's")

