@@ -16,12 +16,14 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sgm_export.pipeline import run_recipe
     from sgm_export.recipe import load_recipe
-    from sgm_export.report_cli import print_run_summary
 
     overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = load_recipe(args.recipe, overrides)  # a bad recipe is reported before torch is imported
+
+    from sgm_export.pipeline import run_recipe
+    from sgm_export.report_cli import print_run_summary
+
     summary = run_recipe(recipe, force=args.force)
     print_run_summary(summary)
     return 0

@@ -8,7 +8,7 @@ from sgm_export.export.folded import write_folded_checkpoint
 from sgm_export.export.module import write_module_checkpoint
 from sgm_export.export.source import open_base_checkpoint
 from sgm_export.glasses import Glasses
-from sgm_export.outputs import atomic_dir, check_target_free
+from sgm_export.outputs import atomic_dir, check_outside_inputs, check_target_free
 
 WRITERS = {"module": write_module_checkpoint, "folded": write_folded_checkpoint}
 
@@ -19,6 +19,7 @@ def export_checkpoint(model: str, glasses: Glasses, out: Path, format: str = "mo
         raise SgmError(f"unknown export format {format!r}", "use module or folded (ONNX has its own command: sgm-export onnx)")
     check_target_free(Path(out), force)
     base = open_base_checkpoint(model, glasses)
+    check_outside_inputs(Path(out), [base.path])
     with atomic_dir(Path(out), force=force) as staging:
         WRITERS[format](base, glasses, staging, link)
     return Path(out)

@@ -3,7 +3,7 @@
 import torch
 
 from sgm_export import __version__
-from sgm_export.arch import decoder_projections
+from sgm_export.arch import decoder_projections, decoder_widths
 from sgm_export.data.encode import encode_text_example, length_sorted_batches
 from sgm_export.data.examples import TOXIC, Example
 from sgm_export.models.load import LoadedModel
@@ -11,18 +11,29 @@ from sgm_export.options import ScoreOptions
 from sgm_export.progress import progress_bar
 from sgm_export.score.auroc import auroc
 from sgm_export.score.files import Scores
+from sgm_export.score.overflow import require_finite
 from sgm_export.score.recorder import PooledRecorder
+from sgm_export.score.store import PooledStore
 
 
-def pooled_activations(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> torch.Tensor:
-    """Every example's pooled neurons, all layers side by side: [examples, neurons], float32."""
+def pooled_activations(
+    loaded: LoadedModel, examples: list[Example], options: ScoreOptions, store: PooledStore | None = None
+) -> torch.Tensor:
+    """Every example's pooled neurons, all layers side by side: [examples, neurons], float32.
+
+    Only the examples the store still misses are run. Batches are cut from them in length order,
+    so a resumed run (whose store holds whole batches) cuts the rest exactly as an uninterrupted
+    one would have.
+    """
     model, tokenizer = loaded.model, loaded.tokenizer
-    projections = decoder_projections(model, loaded.family)
-    encoded = [encode_text_example(tokenizer, example, options.max_length) for example in examples]
+    store = store if store is not None else PooledStore(len(examples))
+    todo = store.missing()
+    encoded = [encode_text_example(tokenizer, examples[index], options.max_length) for index in todo]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    store: torch.Tensor | None = None
-    with PooledRecorder(projections, options.pool) as recorder, torch.inference_mode():
-        with progress_bar("Scoring", total=len(encoded)) as advance:
+    widths = decoder_widths(model, loaded.family)
+    with PooledRecorder(decoder_projections(model, loaded.family), options.pool) as recorder, torch.inference_mode():
+        with progress_bar("Scoring", total=len(examples)) as advance:
+            advance(len(examples) - len(todo))
             for batch in length_sorted_batches(encoded, options.batch_size, pad_id):
                 recorder.set_mask(batch.pool_mask.to(loaded.device))
                 model(
@@ -31,12 +42,12 @@ def pooled_activations(loaded: LoadedModel, examples: list[Example], options: Sc
                     use_cache=False,
                     logits_to_keep=1,
                 )
-                pooled = recorder.take().to("cpu")
-                if store is None:
-                    store = torch.empty((len(encoded), pooled.shape[1]), dtype=torch.float32)
-                store[batch.indices] = pooled
-                advance(len(batch.indices))
-    return store
+                indices = [todo[position] for position in batch.indices]
+                pooled = recorder.take()
+                require_finite(pooled, widths, loaded.dtype, [examples[index].origin for index in indices])
+                store.add(indices, pooled)
+                advance(len(indices))
+    return store.pooled()
 
 
 def scores_from_pooled(
@@ -52,10 +63,11 @@ def scores_from_pooled(
     return list(all_auroc.split(widths)), list(mean_toxic.split(widths)), list(mean_neutral.split(widths))
 
 
-def score_examples(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> Scores:
-    """Score every decoder neuron of the model on the labelled examples."""
-    pooled = pooled_activations(loaded, examples, options)
-    widths = [int(p.weight.shape[loaded.family.input_axis()]) for p in decoder_projections(loaded.model, loaded.family)]
+def score_examples(loaded: LoadedModel, examples: list[Example], options: ScoreOptions, store: PooledStore | None = None) -> Scores:
+    """Score every decoder neuron of the model on the labelled examples (rows already in `store`
+    are reused)."""
+    pooled = pooled_activations(loaded, examples, options, store)
+    widths = decoder_widths(loaded.model, loaded.family)
     labels = torch.tensor([example.label for example in examples])
     aurocs, mean_toxic, mean_neutral = scores_from_pooled(pooled, labels, widths, loaded.device)
     n_toxic = int((labels == TOXIC).sum())
