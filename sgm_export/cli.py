@@ -8,15 +8,18 @@ Each subcommand lives in its own module under `sgm_export/commands/`.
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from sgm_export import __version__
 from sgm_export.commands import card, export, glasses, push, run, score, verify
-from sgm_export.errors import SgmError
+from sgm_export.errors import SgmError, first_line
 
 PROG = "sgm-export"
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 COMMANDS = (run, score, glasses, export, verify, card, push)
 
 
@@ -41,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries(debug: bool, quiet: bool) -> None:
-    """Library chatter (weight-loading bars, deprecation notes) hides our own output."""
+    """Library chatter (weight-loading bars, deprecation notes) hides our own output.
+
+    Set through the environment, read when transformers is first imported, so that a command
+    that fails on a bad argument does so before importing torch and transformers at all.
+    """
     if quiet:
         os.environ["SGM_EXPORT_NO_PROGRESS"] = "1"
     if debug:
@@ -49,35 +56,42 @@ def _quiet_libraries(debug: bool, quiet: bool) -> None:
         return
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     warnings.filterwarnings("ignore")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    import transformers
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+
+def _one_line(text: str) -> str:
+    """Messages can quote user input or library text with line breaks; the contract is one line."""
+    return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sgm-export` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a scheduler, `timeout`, `kill`) unwinds like Ctrl-C, so temporaries are removed.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         _quiet_libraries(debug, getattr(args, "quiet", False))
         return args.handler(args)
     except SgmError as error:
         if debug:
             raise
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(_one_line(f"{PROG}: error: {error}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no partial output was left behind", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as error:
         if debug:
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(
-            f"{PROG}: internal error: {type(error).__name__}: {message} (rerun with --debug for the traceback, and please report it)",
+            _one_line(
+                f"{PROG}: internal error: {type(error).__name__}: {first_line(error)} "
+                "(rerun with --debug for the traceback, and please report it)"
+            ),
             file=sys.stderr,
         )
         return 1

@@ -15,6 +15,13 @@ class SgmError(Exception):
         self.fix = fix
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (or its type), for one-line reports of
+    errors raised by other libraries."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class ModelNotFoundError(SgmError):
     """The model id or directory does not exist or cannot be reached."""
 

@@ -67,7 +67,11 @@ def compute_glasses(scores: Scores, options: GlassesOptions) -> Glasses:
         experts = torch.zeros_like(experts)
         experts[keep] = True
     if options.mode == "aura":
-        suppressed = (1.0 - 2.0 * options.strength * (flat - 0.5)).clamp(0.0, 1.0)
+        # In float64, and 1 wherever AUROC is exactly 0.5: a huge strength times a zero excess
+        # would otherwise be inf * 0 = NaN.
+        excess = flat.to(torch.float64) - 0.5
+        alpha = (1.0 - 2.0 * options.strength * excess).clamp(0.0, 1.0)
+        suppressed = torch.where(excess == 0, 1.0, alpha).to(torch.float32)
     elif options.mode == "damp":
         suppressed = torch.full_like(flat, options.alpha)
     else:

@@ -7,7 +7,7 @@ descriptions are the help texts.
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Pool = Literal["mean", "max"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -17,9 +17,10 @@ ExportFormat = Literal["module", "folded", "onnx"]
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors (a typo must not be silently ignored)."""
+    """Unknown keys are errors (a typo must not be silently ignored), and so are infinite or NaN
+    numbers (`strength: .inf` would turn scales into NaN)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ScoreOptions(StrictModel):
@@ -49,6 +50,14 @@ class ExportOptions(StrictModel):
     formats: list[ExportFormat] = Field(["module"], min_length=1, description="module (custom code, default), folded (plain weights), onnx")
     verify: bool = Field(True, description="check each checkpoint's logits against the base model with hooked glasses")
     link: bool = Field(False, description="hard-link unchanged weight files instead of copying them")
+
+    @field_validator("formats")
+    @classmethod
+    def _each_format_once(cls, formats: list[str]) -> list[str]:
+        """Each format has one folder in the output, so naming one twice is a mistake."""
+        if len(set(formats)) != len(formats):
+            raise ValueError("each format may appear only once")
+        return formats
 
 
 class PushOptions(StrictModel):

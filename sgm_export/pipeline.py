@@ -24,12 +24,14 @@ from pathlib import Path
 
 import yaml
 
+from sgm_export.data.examples import Example
 from sgm_export.data.sources import read_sources
 from sgm_export.errors import RecipeError, SgmError
 from sgm_export.export import export_checkpoint
 from sgm_export.glasses import Glasses, compute_glasses, save_glasses
 from sgm_export.models.load import load_model
-from sgm_export.outputs import atomic_dir, check_target_free
+from sgm_export.models.preflight import check_max_length, check_model
+from sgm_export.outputs import atomic_dir, check_outside_inputs, check_target_free
 from sgm_export.recipe import Recipe
 from sgm_export.score.files import Scores, save_scores
 from sgm_export.score.runner import score_examples
@@ -72,6 +74,8 @@ class RunSummary:
 def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
     """Score, compute glasses, export (and verify) as the recipe says; returns the summary.
 
+    Everything the recipe names (output, data, model) is checked before any work starts, so a
+    typo in the last line of a recipe does not cost a scoring pass.
     Pushing (`push.repo_id`) happens after the output folder is in place: see `pushed_folder`.
     """
     out = Path(recipe.out)
@@ -81,8 +85,13 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
     pushed_format = push_format(recipe)
     recipe_text = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     summary = RunSummary(out)
+    with summary.timed("load_data"):
+        examples = read_sources(recipe.data, recipe.score.limit)
+    checked = check_model(recipe.model, allow_pickle=recipe.allow_pickle, trust_remote_code=recipe.trust_remote_code)
+    check_max_length(checked, recipe.score.max_length)
+    check_outside_inputs(out, [checked.source.path, *map(Path, recipe.data)])
     with atomic_dir(out, force=force) as staging:
-        scores = _score(recipe, staging, summary)
+        scores = _score(recipe, examples, staging, summary)
         glasses = _glasses(recipe, scores, staging, summary)
         for fmt in recipe.export.formats:
             target = staging / CHECKPOINT_DIRS[fmt]
@@ -120,9 +129,7 @@ def pushed_folder(recipe: Recipe) -> Path | None:
     return None if fmt is None else Path(recipe.out) / CHECKPOINT_DIRS[fmt]
 
 
-def _score(recipe: Recipe, staging: Path, summary: RunSummary) -> Scores:
-    with summary.timed("load_data"):
-        examples = read_sources(recipe.data, recipe.score.limit)
+def _score(recipe: Recipe, examples: list[Example], staging: Path, summary: RunSummary) -> Scores:
     summary.n_examples = {
         "toxic": sum(example.label == 1 for example in examples),
         "neutral": sum(example.label == 0 for example in examples),

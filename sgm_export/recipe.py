@@ -40,24 +40,28 @@ class Recipe(StrictModel):
 def load_recipe(path: Path, overrides: list[str] = (), environ: Mapping[str, str] | None = None) -> Recipe:
     """Read, merge and validate a recipe; any problem is a one-line RecipeError."""
     values = _read_yaml(Path(path))
-    for key, value in _env_overrides(os.environ if environ is None else environ):
-        _set_dotted(values, key, value, origin=f"environment variable for {key}")
+    origins: dict[str, str] = {}  # key -> where its value came from, when not the file
+    for name, key, value in _env_overrides(os.environ if environ is None else environ):
+        origins[key] = f"environment variable {name}"
+        _set_dotted(values, key, value, origin=origins[key])
     for override in overrides:
         key, separator, raw = override.partition("=")
         if not separator or not key.strip():
             raise RecipeError(f"--set {override!r} is not key=value", "write it like --set glasses.top_k=500")
-        _set_dotted(values, key.strip(), _parse_value(raw), origin=f"--set {key.strip()}")
-    return validate_recipe(values, source=str(path))
+        origins[key.strip()] = f"--set {key.strip()}"
+        _set_dotted(values, key.strip(), _parse_value(raw), origin=origins[key.strip()])
+    return validate_recipe(values, source=str(path), origins=origins)
 
 
-def validate_recipe(values: Any, source: str = "recipe") -> Recipe:
-    """Validate merged values, turning the first pydantic error into one readable line."""
+def validate_recipe(values: Any, source: str = "recipe", origins: Mapping[str, str] | None = None) -> Recipe:
+    """Validate merged values, turning the first pydantic error into one readable line that names
+    where the bad value came from (the file, an environment variable, or --set)."""
     if not isinstance(values, dict):
         raise RecipeError(f"{source} is not a mapping of keys to values", "write the recipe as YAML key: value pairs")
     try:
         return Recipe.model_validate(values)
     except ValidationError as error:
-        raise _readable(error, source) from None
+        raise _readable(error, source, origins or {}) from None
 
 
 def _read_yaml(path: Path) -> dict:
@@ -65,10 +69,12 @@ def _read_yaml(path: Path) -> dict:
         raise RecipeError(f"recipe {path} does not exist", "check the path (recipes/demo.yaml is the example)")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
+    except UnicodeDecodeError:
+        raise RecipeError(f"recipe {path} is not UTF-8 text", "save it as UTF-8") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as error:  # ValueError: e.g. a date like 2024-13-01
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"recipe {path} is not valid YAML{where}", "fix the syntax (indentation, colons, quotes)") from None
+        raise RecipeError(f"recipe {path} is not valid YAML{where}", "fix the syntax (indentation, colons, quotes, dates)") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -76,20 +82,21 @@ def _read_yaml(path: Path) -> dict:
     return values
 
 
-def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, Any]]:
     found = []
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or (name.startswith(TOOL_ENV_PREFIX) and not name.startswith("SGM_EXPORT__")):
             continue
         key = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
-        found.append((key, _parse_value(raw)))
+        found.append((name, key, _parse_value(raw)))
     return found
 
 
 def _parse_value(raw: str) -> Any:
+    """A value as YAML reads it (`500`, `[module, folded]`, `null`), else the text as it is."""
     try:
         return yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
         return raw
 
 
@@ -104,15 +111,22 @@ def _set_dotted(values: dict, key: str, value: Any, origin: str) -> None:
     node[parts[-1]] = value
 
 
-def _readable(error: ValidationError, source: str) -> RecipeError:
+def _readable(error: ValidationError, source: str, origins: Mapping[str, str]) -> RecipeError:
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"])
+    source = next((origins[key] for key in _prefixes(first["loc"]) if key in origins), source)
     if first["type"] == "extra_forbidden":
         known = _known_keys(first["loc"][:-1])
         close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
         hint = f"did you mean {'.'.join([*map(str, first['loc'][:-1]), close[0]])!r}?" if close else f"known keys here: {', '.join(known)}"
         return RecipeError(f"{source}: unknown key {location!r}", hint)
     return RecipeError(f"{source}: {location}: {first['msg']}", "fix this value (see docs/recipes.md)")
+
+
+def _prefixes(location: tuple) -> list[str]:
+    """`glasses.top_k` -> [`glasses.top_k`, `glasses`]: an override may have set a whole section."""
+    parts = [str(part) for part in location]
+    return [".".join(parts[:end]) for end in range(len(parts), 0, -1)]
 
 
 def _known_keys(section: tuple) -> list[str]:

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+# Tiny models run many times faster on one thread: on a shared machine, handing each small
+# matrix product to a second thread costs more than the product (measured: test_export.py
+# 166 s with two threads, 15 s with one, on two busy cores).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("SGM_EXPORT_NO_PROGRESS", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

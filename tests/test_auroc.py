@@ -84,3 +84,35 @@ def test_torch_steps_equal_numpy_steps():
     positive = torch.rand(80, generator=generator) < 0.5
     expected = _rank_sums_numpy(rows.numpy(), positive.numpy(), chunk_size=64)
     np.testing.assert_array_equal(_rank_sums_torch(rows, positive, chunk_size=64).numpy(), expected)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(min_value=2, max_value=400),
+    kinds=st.lists(st.sampled_from(["any", "few", "signed-zeros", "constant"]), min_size=1, max_size=24),
+    chunk_size=st.integers(1, 9),
+)
+def test_property_equals_sklearn_on_floats_with_ties_and_constant_neurons(seed, n, kinds, chunk_size):
+    """Real-valued activations at larger shapes: floats of any magnitude and sign, columns drawn
+    from a few repeated values (ties, including 0.0 against -0.0), constant columns. Hypothesis
+    picks the shape, the kind of each column and the seed; numpy draws the values."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.r_[0, 1, rng.integers(0, 2, n - 2)])
+    columns = []
+    for kind in kinds:
+        if kind == "any":
+            column = rng.standard_normal(n) * 10.0 ** rng.uniform(-30, 30, n)
+        elif kind == "few":
+            column = rng.choice(rng.standard_normal(rng.integers(1, 4)), n)
+        elif kind == "signed-zeros":
+            column = rng.choice([0.0, -0.0, 1.0], n)
+        else:
+            column = np.full(n, rng.standard_normal())
+        columns.append(column)
+    values = torch.tensor(np.stack(columns, axis=1), dtype=torch.float32)
+    labels_t = torch.from_numpy(labels)
+    ours = auroc(values, labels_t, chunk_size=chunk_size)
+    np.testing.assert_allclose(ours.numpy(), sklearn_auroc(values, labels_t), atol=1e-6)
+    assert ((ours >= 0) & (ours <= 1)).all()
+    assert all(ours[j] == 0.5 for j, kind in enumerate(kinds) if kind == "constant")

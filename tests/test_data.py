@@ -1,6 +1,7 @@
 """Reading labelled examples: file formats, validation with line numbers, built-in splits."""
 
 import pytest
+from PIL import Image
 
 from sgm_export.data.builtin import read_builtin
 from sgm_export.data.sources import read_source, read_sources
@@ -10,7 +11,7 @@ from tests.conftest import write_jsonl
 
 def test_jsonl_rows_with_prompt_and_image(tmp_path):
     (tmp_path / "img").mkdir()
-    (tmp_path / "img" / "a.png").write_bytes(b"")
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "img" / "a.png")
     path = write_jsonl(
         tmp_path / "d.jsonl", [{"text": "hi", "label": 1, "prompt": "ctx", "image": "img/a.png"}, {"text": "yo", "label": "0"}]
     )

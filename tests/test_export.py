@@ -2,10 +2,12 @@
 fail-closed loading, re-saving, sharded checkpoints, and mismatched glasses."""
 
 import hashlib
+import json
 
 import pytest
 import torch
 import transformers
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 from sgm_export.apply import glasses_applied
@@ -77,6 +79,54 @@ def test_module_export_fails_closed(tiny_llama, tmp_path):
         transformers.LlamaForCausalLM.from_pretrained(out)
 
 
+def drop_scales_file(out):
+    (out / "sgm_glasses.safetensors").unlink()
+
+
+def drop_one_scale(out):
+    scales = load_file(out / "sgm_glasses.safetensors")
+    del scales["model.layers.1.mlp.down_proj.sgm_scale"]
+    save_file(scales, out / "sgm_glasses.safetensors")
+
+
+def nan_scale(out):
+    scales = load_file(out / "sgm_glasses.safetensors")
+    scales["model.layers.0.mlp.down_proj.sgm_scale"][3] = float("nan")
+    save_file(scales, out / "sgm_glasses.safetensors")
+
+
+def no_modules(out):
+    config = json.loads((out / "config.json").read_text())
+    config["sgm"]["modules"] = []
+    (out / "config.json").write_text(json.dumps(config))
+    save_file({}, out / "sgm_glasses.safetensors")
+
+
+def drop_a_weight(out):
+    weights = load_file(out / "model.sgm.safetensors")
+    del weights["model.layers.0.mlp.up_proj.weight"]
+    save_file(weights, out / "model.sgm.safetensors", metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize(
+    "damage, error",
+    [
+        (drop_scales_file, "sgm_glasses.safetensors"),
+        (drop_one_scale, "lacks scales"),
+        (nan_scale, "not finite"),
+        (no_modules, "lists no modules"),
+        (drop_a_weight, "lacks weights"),
+    ],
+)
+def test_a_damaged_module_export_never_loads_without_its_glasses(tiny_llama, tmp_path, damage, error):
+    """Fail closed: whatever is missing or wrong, loading stops instead of giving a model with
+    fewer (or broken) glasses, or with weights transformers would fill in at random."""
+    out = export_checkpoint(str(tiny_llama), random_glasses(widths_of(tiny_llama)), tmp_path / "module")
+    damage(out)
+    with pytest.raises((OSError, ValueError), match=error):
+        AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True)
+
+
 def test_module_export_keeps_base_weights_byte_for_byte(tiny_llama, tmp_path):
     out = export_checkpoint(str(tiny_llama), random_glasses(widths_of(tiny_llama)), tmp_path / "module")
     digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
@@ -139,8 +189,6 @@ def test_verify_passes_and_catches_a_wrong_export(tiny_llama, tmp_path, fmt):
 
 
 def test_verify_catches_changed_weights_even_with_a_rewritten_manifest(tiny_llama, tmp_path):
-    from safetensors.torch import load_file, save_file
-
     from sgm_export.export.files import write_manifest
 
     out = export_checkpoint(str(tiny_llama), random_glasses(widths_of(tiny_llama)), tmp_path / "module")

@@ -2,6 +2,9 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 from safetensors.torch import save_file
 
 from sgm_export.errors import CheckpointError, ShapeMismatchError
@@ -65,3 +68,40 @@ def test_scores_round_trip(tmp_path):
     loaded = load_scores(tmp_path / "scores")
     assert [a.tolist() for a in loaded.auroc] == [a.tolist() for a in SCORES.auroc]
     assert (tmp_path / "scores" / "scores.json").is_file()
+
+
+auroc_values = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 0.5000001, 0.9999999]), st.floats(0.0, 1.0))
+finite = {"allow_nan": False, "allow_infinity": False}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    layers=st.lists(st.lists(auroc_values, min_size=1, max_size=12), min_size=1, max_size=4),
+    mode=st.sampled_from(["aura", "damp", "det0"]),
+    threshold=st.floats(0.0, 1.0),
+    top_k=st.none() | st.integers(1, 60),
+    alpha=st.floats(0.0, 1.0),
+    strength=st.floats(min_value=0.0, **finite),
+)
+def test_property_scales_stay_within_zero_and_one(layers, mode, threshold, top_k, alpha, strength):
+    """For any scores and any valid settings: every scale is a number in [0, 1], exactly 1 where
+    a neuron is no expert, and there are no more experts than top_k, all above the threshold."""
+    scores = scores_of(*layers)
+    options = GlassesOptions(mode=mode, threshold=threshold, top_k=top_k, alpha=alpha, strength=strength)
+    glasses = compute_glasses(scores, options)
+    scales, aurocs = torch.cat(glasses.scales), torch.cat(scores.auroc)
+    assert glasses.widths == scores.widths
+    assert torch.isfinite(scales).all() and (scales >= 0).all() and (scales <= 1).all()
+    experts = int(glasses.metadata["n_experts"])
+    assert experts <= (top_k if top_k is not None else aurocs.numel())
+    scaled = scales < 1
+    assert int(scaled.sum()) <= experts and bool((aurocs[scaled] > threshold).all())
+    if mode == "det0":
+        assert int(scaled.sum()) == experts
+
+
+@settings(max_examples=100, deadline=None)
+@given(strength=st.floats(allow_nan=True, allow_infinity=True).filter(lambda x: not (0 <= x < float("inf"))))
+def test_settings_that_would_break_the_formula_are_refused(strength):
+    with pytest.raises(ValidationError):
+        GlassesOptions(strength=strength)

@@ -73,3 +73,65 @@ def test_random_recipes_validate_or_fail_cleanly(values):
         validate_recipe(values)
     except RecipeError as error:
         assert "\n" not in str(error)
+
+
+KEYS = ["model", "data", "out", "score", "glasses", "export", "allow_pickle", "trust_remote_code", "pool", "batch_size", "mode", "top_k"]
+SCALARS = [
+    "demo",
+    "1",
+    "-3",
+    "0.5",
+    ".inf",
+    ".nan",
+    "null",
+    "true",
+    "2024-13-01",
+    "2024-01-01",
+    "[module, folded]",
+    "{a: 1}",
+    "'x'",
+    '"',
+    "&a x",
+    "*a",
+    "!!binary xx",
+]
+yaml_lines = st.builds(
+    lambda indent, key, value: f"{'  ' * indent}{key}: {value}",
+    st.integers(0, 2),
+    st.sampled_from(KEYS) | st.text(max_size=6),
+    st.sampled_from(SCALARS) | st.text(max_size=10),
+)
+yaml_texts = st.lists(yaml_lines | st.text(max_size=30), max_size=8).map("\n".join) | st.text(max_size=200)
+
+
+def assert_validates_or_fails_cleanly(run):
+    try:
+        assert isinstance(run(), Recipe)
+    except RecipeError as error:
+        assert "\n" not in str(error) and error.fix
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=yaml_texts)
+def test_random_yaml_text_validates_or_fails_cleanly(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("fuzz") / "r.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert_validates_or_fails_cleanly(lambda: load_recipe(path, environ={}))
+
+
+set_strings = st.builds(
+    lambda key, separator, value: f"{key}{separator}{value}",
+    st.sampled_from(["model", "glasses.top_k", "score.batch_size", "export.formats", "glasses", "a.b.c", "", " ", "."])
+    | st.text(max_size=12),
+    st.sampled_from(["=", "==", "", " = "]),
+    st.sampled_from(SCALARS) | st.text(max_size=20),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(overrides=st.lists(set_strings, max_size=3), env_value=st.none() | st.sampled_from(SCALARS) | st.text(max_size=10))
+def test_random_set_strings_and_environment_validate_or_fail_cleanly(tmp_path_factory, overrides, env_value):
+    path = tmp_path_factory.mktemp("fuzz") / "r.yaml"
+    path.write_text("model: demo\n", encoding="utf-8")
+    environ = {} if env_value is None else {"SGM_GLASSES__STRENGTH": env_value.replace("\0", "")}
+    assert_validates_or_fails_cleanly(lambda: load_recipe(path, overrides, environ=environ))

@@ -12,7 +12,9 @@ from sgm_export.data.examples import Example
 from sgm_export.data.sources import read_source
 from sgm_export.models.load import load_model
 from sgm_export.options import ScoreOptions
+from sgm_export.score.overflow import ActivationOverflowError, require_finite
 from sgm_export.score.runner import pooled_activations, score_examples
+from tests.tiny import overflowing_copy
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +77,26 @@ def test_auroc_equals_sklearn_on_the_same_pooled_activations(loaded, labelled_js
     assert scores.metadata["n_toxic"] == "4" and scores.metadata["pool"] == "mean"
     toxic = torch.tensor(labels) == 1
     torch.testing.assert_close(torch.cat(scores.mean_toxic), torch.from_numpy(pooled)[toxic].mean(0))
+
+
+def test_float16_overflow_is_an_error_never_nan_scores(tiny_llama, labelled_jsonl, tmp_path):
+    """Activations past float16's range stop the run with the layer and the fix; the same model
+    scores in float32, where every AUROC is a number in [0, 1]."""
+    model = overflowing_copy(tiny_llama, tmp_path / "overflows")
+    examples = read_source(str(labelled_jsonl))
+    half = load_model(str(model), device="cpu", dtype="float16")
+    with pytest.raises(ActivationOverflowError, match="overflow float16 .*layer 0.*line"):
+        score_examples(half, examples, ScoreOptions())
+    scores = score_examples(load_model(str(model), device="cpu", dtype="float32"), examples, ScoreOptions())
+    aurocs = torch.cat(scores.auroc)
+    assert torch.isfinite(aurocs).all() and (aurocs >= 0).all() and (aurocs <= 1).all()
+    pooled = pooled_activations(load_model(str(model), dtype="float32"), examples, ScoreOptions())
+    assert pooled.abs().max() > torch.finfo(torch.float16).max  # the values float16 could not hold
+
+
+def test_non_finite_activations_in_float32_point_at_the_weights():
+    pooled = torch.zeros(2, 10)
+    pooled[1, 7] = float("nan")
+    with pytest.raises(ActivationOverflowError, match=r"NaN or infinite in float32 \(layer 1 .* on b\).*weights"):
+        require_finite(pooled, [4, 6], torch.float32, ["a", "b"])
+    require_finite(torch.zeros(2, 10), [4, 6], torch.float16, ["a", "b"])

@@ -4,9 +4,11 @@ Each gets a small BPE tokenizer trained on the built-in texts, so that the whole
 (tokenize, score, export, reload, verify) runs in seconds and needs no download.
 """
 
+import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
@@ -68,8 +70,8 @@ def perturb(model: torch.nn.Module) -> None:
             parameter.add_(torch.randn_like(parameter) * 0.02)
 
 
-def tiny_config(model_type: str, tokenizer: PreTrainedTokenizerFast):
-    """The config of a tiny random model of `model_type`."""
+def tiny_config(model_type: str, tokenizer: PreTrainedTokenizerFast, **overrides):
+    """The config of a tiny random model of `model_type` (`overrides` change any field)."""
     common = dict(
         hidden_size=HIDDEN,
         intermediate_size=INTERMEDIATE,
@@ -85,15 +87,29 @@ def tiny_config(model_type: str, tokenizer: PreTrainedTokenizerFast):
         tie_word_embeddings=False,
     )
     common.update(TEXT_FAMILIES[model_type])
+    common.update(overrides)
     return AutoConfig.for_model(model_type, **common)
 
 
-def build_tiny_model(model_type: str, out_dir: Path, seed: int = 0, max_shard_size: str | None = None) -> Path:
-    """Save a tiny random model of `model_type` with its tokenizer into `out_dir`."""
+def build_tiny_model(model_type: str, out_dir: Path, seed: int = 0, max_shard_size: str | None = None, **overrides) -> Path:
+    """Save a tiny random model of `model_type` with its tokenizer into `out_dir`; `overrides`
+    change its config (wider, deeper) where a test needs a larger model."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out_dir)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(model_type, tokenizer))
+    model = AutoModelForCausalLM.from_config(tiny_config(model_type, tokenizer, **overrides))
     perturb(model)
     model.save_pretrained(out_dir, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
+    return out_dir
+
+
+def overflowing_copy(source: Path, out_dir: Path, factor: float = 1e4) -> Path:
+    """A copy of a tiny gated model whose MLP inputs are scaled by `factor`: act(gate) * up then
+    reaches about 1e6, finite in float32 and past float16's largest value (65504)."""
+    shutil.copytree(source, out_dir)
+    weights = load_file(source / "model.safetensors")
+    for name in weights:
+        if "up_proj" in name or "gate_proj" in name:
+            weights[name] = weights[name] * factor
+    save_file(weights, out_dir / "model.safetensors", metadata={"format": "pt"})
     return out_dir

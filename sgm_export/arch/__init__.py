@@ -5,16 +5,20 @@ reads it and answers two questions: which row fits a config, and which modules o
 (or which tensors of a checkpoint) are the output projections of the language decoder.
 """
 
+from __future__ import annotations
+
 import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from torch import nn
 
 from sgm_export.errors import UnsupportedArchitectureError
+
+if TYPE_CHECKING:  # torch is imported only where a model is loaded: checks of files stay fast
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -91,3 +95,8 @@ def decoder_projections(model: nn.Module, family: Family) -> list[nn.Module]:
     """The output projection of every language-decoder layer, in layer order."""
     layers = model.get_submodule(family.layers)
     return [layer.get_submodule(family.down_proj) for layer in layers]
+
+
+def decoder_widths(model: nn.Module, family: Family) -> list[int]:
+    """The number of neurons (d_ff) of every language-decoder layer, in layer order."""
+    return [int(projection.weight.shape[family.input_axis()]) for projection in decoder_projections(model, family)]

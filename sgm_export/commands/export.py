@@ -18,6 +18,10 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sgm_export.outputs import check_target_free
+
+    check_target_free(args.out, args.force)
+
     from sgm_export.export import export_checkpoint
     from sgm_export.glasses import describe, load_glasses
 

@@ -17,12 +17,15 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sgm_export.glasses import compute_glasses, describe, save_glasses
-    from sgm_export.outputs import check_target_free
-    from sgm_export.score.files import load_scores
+    from sgm_export.outputs import check_outside_inputs, check_target_free
 
     options = options_from_args(GlassesOptions, args)
     check_target_free(args.out, args.force)
+    check_outside_inputs(args.out, [args.scores])
+
+    from sgm_export.glasses import compute_glasses, describe, save_glasses
+    from sgm_export.score.files import load_scores
+
     glasses = compute_glasses(load_scores(args.scores), options)
     save_glasses(glasses, args.out, force=args.force)
     print(describe(glasses))

@@ -17,14 +17,16 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sgm_export.recipe import load_recipe
+
+    overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
+    recipe = load_recipe(args.recipe, overrides)  # a bad recipe is reported before torch is imported
+
     from sgm_export.errors import SgmError
     from sgm_export.pipeline import pushed_folder, run_recipe
     from sgm_export.publish.hub import check_repo_id, hub_account, push_folder
-    from sgm_export.recipe import load_recipe
     from sgm_export.report_cli import print_run_summary
 
-    overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
-    recipe = load_recipe(args.recipe, overrides)
     to_push = pushed_folder(recipe)
     if to_push is not None:  # a missing token or a bad repository id must not wait for the end of the run
         check_repo_id(recipe.push.repo_id)

@@ -1,6 +1,7 @@
 """`sgm-export score MODEL --data SRC --out DIR`: rate every decoder MLP neuron by AUROC."""
 
 import argparse
+import sys
 from pathlib import Path
 
 from sgm_export.cli_options import add_option_flags, options_from_args
@@ -22,22 +23,38 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt pickle checkpoints (they can run code)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own remote code to run")
     parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse the activations an interrupted run with the same model, data and settings saved"
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # Everything that can be wrong with the input is checked before torch is even imported.
     from sgm_export.data.sources import read_sources
-    from sgm_export.models.load import load_model
-    from sgm_export.outputs import check_target_free
-    from sgm_export.score.files import save_scores
-    from sgm_export.score.runner import score_examples
+    from sgm_export.models.preflight import check_max_length, check_model
+    from sgm_export.outputs import check_outside_inputs, check_target_free
 
     options = options_from_args(ScoreOptions, args)
     check_target_free(args.out, args.force)
     examples = read_sources(args.data, options.limit)
+    checked = check_model(args.model, args.allow_pickle, args.trust_remote_code)
+    check_max_length(checked, options.max_length)
+    check_outside_inputs(args.out, [checked.source.path, *map(Path, args.data)])
+
+    from sgm_export.models.load import load_model
+    from sgm_export.score.files import save_scores
+    from sgm_export.score.runner import score_examples
+    from sgm_export.score.store import default_chunk_bytes, fingerprint, resumable_store
+
+    chunk_bytes = default_chunk_bytes()
     loaded = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)
-    scores = score_examples(loaded, examples, options, sources=args.data)
-    save_scores(scores, args.out, force=args.force)
+    with resumable_store(args.out, fingerprint(loaded, examples, options), len(examples), args.resume, chunk_bytes) as store:
+        if args.resume:
+            resumed = f"{store.n_done} of {len(examples)} examples were scored already" if store.n_done else "nothing to resume"
+            print(f"resume: {resumed}", file=sys.stderr)
+        scores = score_examples(loaded, examples, options, store, sources=args.data)
+        save_scores(scores, args.out, force=args.force)
     summary = scores.summary(top=5)
     print(f"scored {summary['n_neurons']} neurons in {summary['n_layers']} layers on {len(examples)} examples")
     print(f"neurons with AUROC > 0.5: {summary['experts_total']['auroc>0.5']}; top AUROC: {[e['auroc'] for e in summary['top_experts']]}")

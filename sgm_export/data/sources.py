@@ -14,7 +14,7 @@ from typing import Any
 
 from sgm_export.data.builtin import read_builtin
 from sgm_export.data.examples import NEUTRAL, TOXIC, Example
-from sgm_export.errors import DataError
+from sgm_export.errors import DataError, first_line
 
 _LABELS = {0: NEUTRAL, 1: TOXIC, "0": NEUTRAL, "1": TOXIC}  # True and False equal 1 and 0 here
 
@@ -51,6 +51,8 @@ def require_both_labels(examples: list[Example]) -> None:
 
 
 def _read_file(path: Path) -> list[Example]:
+    if path.is_dir():
+        raise DataError(f"data source {path} is a folder, not a file", "pass a .jsonl or .csv file, or hf:PATH for a dataset folder")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist", "check the path given to --data")
     suffix = path.suffix.lower()
@@ -62,25 +64,43 @@ def _read_file(path: Path) -> list[Example]:
 
 
 def _jsonl_rows(path: Path) -> Iterable[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise _not_utf8(path, number) from None
             if not line.strip():
                 continue
             try:
                 yield number, json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path} line {number} is not valid JSON ({error.msg})", "fix or remove that line") from None
+            except (json.JSONDecodeError, RecursionError) as error:
+                reason = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
+                raise DataError(f"{path} line {number} is not valid JSON ({reason})", "fix or remove that line") from None
 
 
 def _csv_rows(path: Path) -> Iterable[tuple[int, Any]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: spreadsheets write a BOM
         reader = csv.DictReader(handle)
-        missing = {"text", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(
-                f"{path} has no {' or '.join(sorted(missing))} column", "add a header row with text,label (and optionally prompt,image)"
-            )
-        yield from enumerate(reader, start=2)
+        try:
+            fieldnames = reader.fieldnames
+            missing = {"text", "label"} - set(fieldnames or [])
+            if missing:
+                raise DataError(
+                    f"{path} has no {' or '.join(sorted(missing))} column",
+                    "add a header row with text,label (and optionally prompt,image)",
+                )
+            for row in reader:
+                yield reader.line_num, row
+        # Both are raised while reading a line that line_num does not count yet.
+        except UnicodeDecodeError:
+            raise _not_utf8(path, reader.line_num + 1) from None
+        except csv.Error as error:
+            raise DataError(f"{path} line {reader.line_num + 1} is not valid CSV ({error})", "fix or remove that line") from None
+
+
+def _not_utf8(path: Path, line: int) -> DataError:
+    return DataError(f"{path} is not UTF-8 text (line {line})", "save the file as UTF-8")
 
 
 def _rows_to_examples(rows: Iterable[tuple[int, Any]], path: Path) -> Iterable[Example]:
@@ -96,7 +116,9 @@ def example_from_row(row: Any, origin: str, base_dir: Path | None = None) -> Exa
         if column not in row or row[column] is None:
             raise DataError(f"{origin} has no {column!r}", "give every row a 'text' and a 'label' (1 toxic, 0 non-toxic)")
     text = row["text"]
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise DataError(f"{origin} has a 'text' that is not a string ({text!r})", "quote the text in that row")
+    if not text.strip():
         raise DataError(f"{origin} has an empty 'text'", "give every row some text to score, or remove it")
     label = row["label"]
     label = label.strip() if isinstance(label, str) else label
@@ -115,8 +137,25 @@ def example_from_row(row: Any, origin: str, base_dir: Path | None = None) -> Exa
             raise DataError(
                 f"{origin} names image {image_path}, which does not exist", "fix the path (relative to the data file) or drop 'image'"
             )
+        _check_image(image_path, origin)
     extra = {key: value for key, value in row.items() if key not in {"text", "label", "prompt", "image"}}
     return Example(text=text, label=_LABELS[label], prompt=prompt, image=image_path, origin=origin, extra=extra)
+
+
+def _check_image(path: Path, origin: str) -> None:
+    """Catch an unreadable image when the data is read, not halfway through scoring.
+
+    `verify` parses the file's structure without decoding every pixel, so this stays cheap.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as error:  # PIL raises many types for "not an image" and "damaged"
+        raise DataError(
+            f"{origin} names image {path}, which is not a readable image ({first_line(error)})", "replace or remove that image"
+        ) from None
 
 
 def _read_hf(name: str, split: str) -> list[Example]:
@@ -127,6 +166,7 @@ def _read_hf(name: str, split: str) -> list[Example]:
     try:
         rows = datasets.load_dataset(name, split=split)
     except Exception as error:  # datasets raises many unrelated types for "not found / offline"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"could not load hf:{name}:{split} ({first_line})", "check the dataset name, split and your network") from None
+        raise DataError(
+            f"could not load hf:{name}:{split} ({first_line(error)})", "check the dataset name, split and your network"
+        ) from None
     return [example_from_row(dict(row), f"hf:{name}:{split} row {number}") for number, row in enumerate(rows, start=1)]

@@ -13,7 +13,7 @@ from sgm_export.export.module import write_module_checkpoint
 from sgm_export.export.source import BaseCheckpoint, open_base_checkpoint
 from sgm_export.glasses import Glasses
 from sgm_export.modeling import SCALES_FILE
-from sgm_export.outputs import atomic_dir, check_target_free
+from sgm_export.outputs import atomic_dir, check_outside_inputs, check_target_free
 from sgm_export.publish.card import PIPELINE_TAGS, base_license, write_card
 
 WRITERS = {"module": write_module_checkpoint, "folded": write_folded_checkpoint}
@@ -39,6 +39,7 @@ def export_checkpoint(
         raise SgmError(f"unknown export format {format!r}", "use module or folded (ONNX has its own command: sgm-export onnx)")
     check_target_free(Path(out), force)
     base = open_base_checkpoint(model, glasses)
+    check_outside_inputs(Path(out), [base.path])
     with atomic_dir(Path(out), force=force) as staging:
         WRITERS[format](base, glasses, staging, link)
         finish_export(staging, export_fields(base, glasses, format, recipe, hub_repo_id))

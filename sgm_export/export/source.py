@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgm_export.arch import Family
-from sgm_export.errors import CheckpointError, SgmError, ShapeMismatchError
+from sgm_export.errors import CheckpointError, SgmError, ShapeMismatchError, UnsafeCheckpointError
 from sgm_export.glasses import Glasses
 from sgm_export.models.checkpoint import (
     check_safetensors,
@@ -15,7 +15,7 @@ from sgm_export.models.checkpoint import (
     weight_files,
     weight_index,
 )
-from sgm_export.models.load import model_family
+from sgm_export.models.preflight import model_family
 from sgm_export.models.resolve import ModelSource, resolve_model
 
 # Files of a model folder that an export does not carry over: weights are handled on their own,
@@ -54,7 +54,10 @@ def open_base_checkpoint(model: str, glasses: Glasses) -> BaseCheckpoint:
     family, is_sgm_export = model_family(config)
     if is_sgm_export:
         raise SgmError(f"{model} is already an sgm-export module checkpoint", "export from the base model instead")
-    weights = weight_files(source.path)
+    try:
+        weights = weight_files(source.path)
+    except UnsafeCheckpointError as error:
+        raise UnsafeCheckpointError(error.problem, "convert it to safetensors first: export reads and writes safetensors only") from None
     check_safetensors(weights)
     projection_keys = _projection_keys(source.path, family)
     widths = _projection_widths(projection_keys, weight_index(source.path), family)

@@ -14,7 +14,8 @@ Layout of a checkpoint that uses it:
   that loading the base class directly also finds no weights and stops (fail closed again);
 - `sgm_glasses.safetensors`: one float32 vector per module, named `{module path}.sgm_scale`.
 
-Loading builds the base architecture from `base_config`, loads its weights as usual, then turns
+Loading builds the base architecture from `base_config`, loads its weights as usual (refusing a
+checkpoint with missing weights, which transformers would otherwise fill at random), then turns
 each listed output projection into a subclass of its own class whose input is multiplied by a
 buffer `sgm_scale`. The result is an instance of the base class (generation, pipelines and PEFT
 work as usual); saving it again writes this same layout, so the glasses cannot fall off.
@@ -85,6 +86,8 @@ class GlassesMixin:
 
 def put_on_glasses(model, scales, sgm_settings):
     """Attach each scale vector to its output projection; returns the model, now with glasses."""
+    if not sgm_settings.get("modules"):
+        raise ValueError("SGM config lists no modules to carry glasses; this checkpoint is damaged")
     modules = dict(model.named_modules())
     for key, scale in scales.items():
         name = key[: -len(SCALE_SUFFIX)]
@@ -95,6 +98,8 @@ def put_on_glasses(model, scales, sgm_settings):
         in_features = weight.shape[0] if type(projection).__name__ == "Conv1D" else weight.shape[1]
         if scale.shape != (in_features,):
             raise ValueError(f"SGM scale for {name} has shape {tuple(scale.shape)}, expected ({in_features},)")
+        if not bool(torch.isfinite(scale).all()) or bool((scale < 0).any()) or bool((scale > 1).any()):
+            raise ValueError(f"SGM scale for {name} has values that are not finite or not within [0, 1]")
         base_class = type(projection)
         projection.__class__ = type("Sgm" + base_class.__name__, (ScaledInput, base_class), {})
         projection.register_buffer("sgm_scale", scale.to(weight.device, weight.dtype), persistent=False)
@@ -125,9 +130,16 @@ class SgmForCausalLM(PreTrainedModel):
             config = SgmConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         base_class = getattr(transformers, config.sgm["base_architecture"])
         kwargs["variant"] = config.sgm["weights_variant"]
-        model = base_class.from_pretrained(pretrained_model_name_or_path, *model_args, config=config.to_base_config(), **kwargs)
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = base_class.from_pretrained(
+            pretrained_model_name_or_path, *model_args, config=config.to_base_config(), output_loading_info=True, **kwargs
+        )
+        if info["missing_keys"]:
+            # Transformers would initialise them at random: a silently different model.
+            raise ValueError(f"SGM checkpoint lacks weights {sorted(info['missing_keys'])[:3]}; it is incomplete")
         scales_path = cached_file(pretrained_model_name_or_path, config.sgm["scales_file"], **hub_kwargs)
-        return put_on_glasses(model, load_file(scales_path), config.sgm)
+        model = put_on_glasses(model, load_file(scales_path), config.sgm)
+        return (model, info) if wants_info else model
 
 
 class SgmForImageTextToText(SgmForCausalLM):

@@ -2,6 +2,7 @@
 they are safe (safetensors, not pickles) and whole (headers that match the file sizes)."""
 
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -11,6 +12,12 @@ SAFE_SINGLE = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 HEADER_LIMIT = 100 * 1024 * 1024
+DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "F8_E5M2FNUZ": 1, "F8_E4M3FNUZ": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+}  # fmt: skip
 
 
 def read_config(model_dir: Path) -> dict:
@@ -22,9 +29,12 @@ def read_config(model_dir: Path) -> dict:
             "point MODEL at a directory saved with save_pretrained, a Hub id, or 'demo'",
         )
     try:
-        return json.loads(config_path.read_text(encoding="utf-8"))
+        config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{config_path} is not valid JSON ({error})", "restore the file from the original checkpoint") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path} is not a JSON object", "restore the file from the original checkpoint")
+    return config
 
 
 def weight_files(model_dir: Path, variant: str | None = None) -> list[Path]:
@@ -39,7 +49,7 @@ def weight_files(model_dir: Path, variant: str | None = None) -> list[Path]:
     if pickles:
         raise UnsafeCheckpointError(
             f"{model_dir} has only pickle weights ({', '.join(pickles[:3])}), which can run code when loaded",
-            "convert it to safetensors, or pass --allow-pickle if you trust its author",
+            "convert it to safetensors, or pass --allow-pickle (allow_pickle: true in a recipe) if you trust its author",
         )
     raise CheckpointError(
         f"{model_dir} has no {SAFE_SINGLE} or {SAFE_INDEX}", "save the model with save_pretrained(safe_serialization=True)"
@@ -50,18 +60,23 @@ def weight_index(model_dir: Path, variant: str | None = None) -> dict[str, Path]
     """Tensor name -> the safetensors file that holds it, for every weight of the checkpoint."""
     index = model_dir / with_variant(SAFE_INDEX, variant)
     if index.is_file() and not (model_dir / with_variant(SAFE_SINGLE, variant)).is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        return {name: model_dir / shard for name, shard in weight_map.items()}
+        return {name: model_dir / shard for name, shard in _weight_map(index).items()}
     (single,) = weight_files(model_dir, variant)
     return {name: single for name in safetensors_header(single) if name != "__metadata__"}
 
 
-def _index_shards(index: Path) -> list[str]:
+def _weight_map(index: Path) -> dict[str, str]:
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        if not isinstance(weight_map, dict) or not all(isinstance(shard, str) for shard in weight_map.values()):
+            raise TypeError("weight_map is not a mapping of tensor names to file names")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise CheckpointError(f"{index} is not a valid safetensors index ({error})", "restore it from the original checkpoint") from None
-    shards = list(dict.fromkeys(weight_map.values()))
+    return weight_map
+
+
+def _index_shards(index: Path) -> list[str]:
+    shards = list(dict.fromkeys(_weight_map(index).values()))
     missing = [name for name in shards if not (index.parent / name).is_file()]
     if missing:
         raise CheckpointError(
@@ -91,11 +106,15 @@ def safetensors_header(path: Path) -> dict:
         if name == "__metadata__":
             continue
         try:
-            start, end = entry["data_offsets"]
+            start, end = (int(offset) for offset in entry["data_offsets"])
+            shape = [int(size) for size in entry["shape"]]
+            item_bytes = DTYPE_BYTES.get(entry["dtype"])
         except (TypeError, KeyError, ValueError):
-            raise _corrupt(path, f"tensor {name!r} has no valid data_offsets") from None
+            raise _corrupt(path, f"tensor {name!r} has no valid dtype, shape and data_offsets") from None
         if not 0 <= start <= end <= data_size:
             raise _corrupt(path, f"tensor {name!r} lies past the end of the file (truncated?)")
+        if item_bytes is not None and math.prod(shape) * item_bytes != end - start:
+            raise _corrupt(path, f"tensor {name!r} has shape {shape} but {end - start} bytes of data")
     return header
 
 

@@ -86,6 +86,12 @@ def load_scores(path: Path) -> Scores:
     if not layers or sorted(layers) != list(range(len(layers))) or any("auroc" not in v for v in layers.values()):
         raise CheckpointError(f"{file} does not hold layers.{{i}}.auroc for consecutive layers", "score the model again")
     ordered = [layers[i] for i in range(len(layers))]
+    for i, layer in enumerate(ordered):
+        auroc = layer["auroc"]
+        if auroc.ndim != 1 or any(tensor.shape != auroc.shape for tensor in layer.values()):
+            raise CheckpointError(f"{file}: the tensors of layer {i} are not vectors of one width", "score the model again")
+        if not torch.isfinite(auroc).all() or (auroc < 0).any() or (auroc > 1).any():
+            raise CheckpointError(f"{file}: layers.{i}.auroc has values that are NaN or outside [0, 1]", "score the model again")
     return Scores(
         auroc=[layer["auroc"] for layer in ordered],
         mean_toxic=[layer.get("mean_toxic", torch.zeros_like(layer["auroc"])) for layer in ordered],

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from sgm_export import __version__
-from sgm_export.arch import decoder_projections
+from sgm_export.arch import decoder_projections, decoder_widths
 from sgm_export.data.encode import Batch, encode_text_example, length_sorted_batches
 from sgm_export.data.examples import TOXIC, Example
 from sgm_export.data.multimodal import MultimodalEncoder
@@ -16,35 +16,37 @@ from sgm_export.options import ScoreOptions
 from sgm_export.progress import progress_bar
 from sgm_export.score.auroc import auroc
 from sgm_export.score.files import Scores
+from sgm_export.score.overflow import require_finite
 from sgm_export.score.recorder import PooledRecorder
+from sgm_export.score.store import PooledStore
 
 
-def pooled_activations(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> torch.Tensor:
+def pooled_activations(
+    loaded: LoadedModel, examples: list[Example], options: ScoreOptions, store: PooledStore | None = None
+) -> torch.Tensor:
     """Every example's pooled neurons, all layers side by side: [examples, neurons], float32.
 
-    The memory is neuron-major (the result is the transpose of a contiguous [neurons, examples]
-    tensor), the layout in which AUROC sorts each neuron's values without copying them.
+    Only the examples the store still misses are run. Batches are cut from them in length order,
+    so a resumed run (whose store holds whole batches) cuts the rest exactly as an uninterrupted
+    one would have. The store keeps the rows neuron-major, the layout AUROC sorts without copying.
     """
     model = loaded.model
-    projections = decoder_projections(model, loaded.family)
-    skippable = projection_widths(loaded) if loaded.family.multimodal else None
-    store: torch.Tensor | None = None
-    with PooledRecorder(projections, options.pool, skippable) as recorder, torch.inference_mode():
+    store = store if store is not None else PooledStore(len(examples))
+    todo = store.missing()
+    widths = decoder_widths(model, loaded.family)
+    skippable = widths if loaded.family.multimodal else None
+    with PooledRecorder(decoder_projections(model, loaded.family), options.pool, skippable) as recorder, torch.inference_mode():
         with progress_bar("Scoring", total=len(examples)) as advance:
-            for batch in example_batches(loaded, examples, options):
+            advance(len(examples) - len(todo))
+            for batch in example_batches(loaded, [examples[index] for index in todo], options):
                 recorder.set_mask(batch.pool_mask.to(loaded.device))
                 model(**model_inputs(loaded, batch), use_cache=False, logits_to_keep=1)
-                pooled = recorder.take().to("cpu")
-                if store is None:
-                    store = torch.empty((pooled.shape[1], len(examples)), dtype=torch.float32).T
-                store[batch.indices] = pooled
-                advance(len(batch.indices))
-    return store
-
-
-def projection_widths(loaded: LoadedModel) -> list[int]:
-    """d_ff of every decoder layer: the input width of its output projection."""
-    return [int(p.weight.shape[loaded.family.input_axis()]) for p in decoder_projections(loaded.model, loaded.family)]
+                indices = [todo[position] for position in batch.indices]
+                pooled = recorder.take()
+                require_finite(pooled, widths, loaded.dtype, [examples[index].origin for index in indices])
+                store.add(indices, pooled)
+                advance(len(indices))
+    return store.pooled()
 
 
 def example_batches(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> Iterator[Batch]:
@@ -86,14 +88,17 @@ def scores_from_pooled(
     return list(all_auroc.split(widths)), list(mean_toxic.split(widths)), list(mean_neutral.split(widths))
 
 
-def score_examples(loaded: LoadedModel, examples: list[Example], options: ScoreOptions, sources: Sequence[str] = ()) -> Scores:
-    """Score every decoder neuron of the model on the labelled examples.
+def score_examples(
+    loaded: LoadedModel, examples: list[Example], options: ScoreOptions, store: PooledStore | None = None, sources: Sequence[str] = ()
+) -> Scores:
+    """Score every decoder neuron of the model on the labelled examples (rows already in `store`
+    are reused).
 
     `sources` names where the examples came from (the `--data` specs); it travels in the metadata
     to the glasses and the exports, so that a published model card can say what found its experts.
     """
-    pooled = pooled_activations(loaded, examples, options)
-    widths = projection_widths(loaded)
+    pooled = pooled_activations(loaded, examples, options, store)
+    widths = decoder_widths(loaded.model, loaded.family)
     labels = torch.tensor([example.label for example in examples])
     aurocs, mean_toxic, mean_neutral = scores_from_pooled(pooled, labels, widths, loaded.device)
     n_toxic = int((labels == TOXIC).sum())
