@@ -166,9 +166,14 @@ def test_unreadable_image_names_the_row_and_path(tiny_vlms, tmp_path):
         {"text": "you fool", "label": 1, "image": "fine.png"},
         {"text": "a calm lake", "label": 0, "image": "broken.png"},
     ]
-    examples = read_source(str(write_jsonl(tmp_path / "d.jsonl", rows)))
+    with pytest.raises(DataError, match=r"d.jsonl line 2 names image .*broken.png, which is not a readable image") as error:
+        read_source(str(write_jsonl(tmp_path / "d.jsonl", rows)))  # caught when the data is read
+    assert "\n" not in str(error.value)
+    shutil.copy(tmp_path / "fine.png", tmp_path / "later.png")
+    examples = read_source(str(write_jsonl(tmp_path / "e.jsonl", [rows[0], {**rows[1], "image": "later.png"}])))
+    (tmp_path / "later.png").write_bytes(b"damaged after the data was read")
     loaded = load_model(str(tiny_vlms["llava"]))
-    with pytest.raises(DataError, match=r"d.jsonl line 2 names image .*broken.png, which cannot be read") as error:
+    with pytest.raises(DataError, match=r"e.jsonl line 2 names image .*later.png, which cannot be read") as error:
         score_examples(loaded, examples, ScoreOptions())
     assert "\n" not in str(error.value)
 
@@ -202,5 +207,5 @@ def test_cli_reports_an_unreadable_image_in_one_line(tiny_vlms, tmp_path):
     rows = [{"text": "you fool", "label": 1, "image": "broken.jpg"}, {"text": "a calm lake", "label": 0}]
     data = write_jsonl(tmp_path / "d.jsonl", rows)
     result = sgm("score", tiny_vlms["llava"], "--data", data, "--out", tmp_path / "scores")
-    assert_clean_usage_error(result, "d.jsonl line 1", "broken.jpg", "cannot be read")
+    assert_clean_usage_error(result, "d.jsonl line 1", "broken.jpg", "not a readable image")
     assert not (tmp_path / "scores").exists()
