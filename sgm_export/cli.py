@@ -12,12 +12,12 @@ import sys
 import warnings
 
 from sgm_export import __version__
-from sgm_export.commands import export, glasses, run, score, verify
+from sgm_export.commands import export, glasses, inspect, onnx, run, score, verify
 from sgm_export.errors import SgmError
 
 PROG = "sgm-export"
 EXIT_USAGE = 2
-COMMANDS = (run, score, glasses, export, verify)
+COMMANDS = (run, score, glasses, export, onnx, inspect, verify)
 
 
 class OneLineParser(argparse.ArgumentParser):

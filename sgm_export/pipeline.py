@@ -7,6 +7,7 @@ into place only when the last stage succeeds. Its layout:
     OUT/glasses.safetensors
     OUT/model/                the module checkpoint (export.formats: module)
     OUT/model-folded/         the folded checkpoint (export.formats: folded)
+    OUT/model-onnx/           the ONNX folder (export.formats: onnx), as `sgm-export onnx` writes it
     OUT/recipe.yaml           the recipe as run, after overrides
     OUT/summary.json          experts per layer, verification, wall time of each stage
 """
@@ -24,6 +25,7 @@ import yaml
 from sgm_export.data.sources import read_sources
 from sgm_export.errors import SgmError
 from sgm_export.export import export_checkpoint
+from sgm_export.export.onnx import export_onnx, require_onnx_packages
 from sgm_export.glasses import Glasses, compute_glasses, save_glasses
 from sgm_export.models.load import load_model
 from sgm_export.outputs import atomic_dir, check_target_free
@@ -32,7 +34,7 @@ from sgm_export.score.files import Scores, save_scores
 from sgm_export.score.runner import score_examples
 from sgm_export.verify import verify_export
 
-CHECKPOINT_DIRS = {"module": "model", "folded": "model-folded"}
+CHECKPOINT_DIRS = {"module": "model", "folded": "model-folded", "onnx": "model-onnx"}
 
 
 @dataclass
@@ -71,7 +73,7 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
     out = Path(recipe.out)
     check_target_free(out, force)
     if "onnx" in recipe.export.formats:
-        raise SgmError("export.formats: onnx is not available yet", "remove onnx from export.formats")
+        require_onnx_packages()  # before the long stages, not after them
     summary = RunSummary(out)
     with atomic_dir(out, force=force) as staging:
         scores = _score(recipe, staging, summary)
@@ -79,7 +81,10 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
         for fmt in recipe.export.formats:
             target = staging / CHECKPOINT_DIRS[fmt]
             with summary.timed(f"export_{fmt}"):
-                export_checkpoint(recipe.model, glasses, target, format=fmt, link=recipe.export.link)
+                if fmt == "onnx":
+                    export_onnx(recipe.model, target, glasses, recipe.export.onnx)
+                else:
+                    export_checkpoint(recipe.model, glasses, target, format=fmt, link=recipe.export.link)
             summary.outputs[fmt] = str(out / CHECKPOINT_DIRS[fmt])
             if recipe.export.verify:
                 with summary.timed(f"verify_{fmt}"):

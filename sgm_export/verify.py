@@ -42,6 +42,7 @@ class VerifyResult:
     glasses_effect: float
     n_experts: int
     problems: list[str] = field(default_factory=list)
+    note: str = ""
 
     @property
     def passed(self) -> bool:
@@ -54,24 +55,27 @@ class VerifyResult:
             f"{self.max_abs_diff:.3g} (tolerance {self.tolerance:g})",
             f"  {self.n_experts} neurons scaled; max |logit change| the glasses cause = {self.glasses_effect:.3g}",
         ]
+        lines += [f"  {self.note}"] if self.note else []
         lines += [f"  problem: {problem}" for problem in self.problems]
         return "\n".join(lines)
 
 
 def export_format(export_dir: Path) -> str:
-    """`module` or `folded`, from the folder's config.json and manifest."""
+    """`module`, `folded` or `onnx`, from the folder's config.json and manifest."""
     config_path = export_dir / "config.json"
     if config_path.is_file() and json.loads(config_path.read_text(encoding="utf-8")).get("model_type") == SGM_MODEL_TYPE:
         return "module"
     manifest = read_manifest(export_dir)
-    if (export_dir / GLASSES_FILE).is_file() and manifest and manifest.get("format") == "folded":
-        return "folded"
-    raise CheckpointError(f"{export_dir} is not an sgm-export checkpoint", "pass a folder written by `sgm-export export`")
+    if (export_dir / GLASSES_FILE).is_file() and manifest and manifest.get("format") in ("folded", "onnx"):
+        return manifest["format"]
+    raise CheckpointError(
+        f"{export_dir} is not an sgm-export checkpoint", "pass a folder written by `sgm-export export` or `sgm-export onnx`"
+    )
 
 
 def export_glasses(export_dir: Path) -> Glasses:
     """The glasses an export claims to carry, in layer order."""
-    if export_format(export_dir) == "folded":
+    if export_format(export_dir) in ("folded", "onnx"):
         return load_glasses(export_dir / GLASSES_FILE)
     config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
     scales = load_file(export_dir / SCALES_FILE)
@@ -110,6 +114,10 @@ def verify_export(
     """
     export_dir = Path(export_dir)
     fmt = export_format(export_dir)
+    if fmt == "onnx":
+        from sgm_export.export.onnx.check import verify_onnx_export
+
+        return verify_onnx_export(export_dir, base_model, tolerance=tolerance, device=device)
     glasses = export_glasses(export_dir)
     exported = load_model(str(export_dir), device=device, dtype=dtype)
     base = load_model(base_model, device=device, dtype=dtype)
