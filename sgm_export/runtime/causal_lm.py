@@ -47,17 +47,21 @@ class OnnxCausalLM:
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
         self.description: OnnxDescription = read_description(Path(path))
         self.tokenizer = TextTokenizer(self.description.folder)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        graph = self.description.decoder_path
-        if not graph.is_file():
-            raise CheckpointError(f"{graph} is missing", "export the model again")
-        self.session = ort.InferenceSession(str(graph), sess_options=options, providers=execution_providers(device))
+        self.device, self.threads = device, threads
+        self.session = self.open_session(self.description.decoder_path)
         cache = self.description.cache
         self.past_dtype = NUMPY_DTYPES[cache.dtype]
         self.past_input_names = past_names(cache.num_layers)
         self.output_names = [LOGITS, *present_names(cache.num_layers)]
+
+    def open_session(self, graph: Path) -> ort.InferenceSession:
+        """An ONNX Runtime session for one graph of the export, on this model's providers."""
+        if not graph.is_file():
+            raise CheckpointError(f"{graph} is missing", "export the model again")
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        return ort.InferenceSession(str(graph), sess_options=options, providers=execution_providers(self.device))
 
     @property
     def pad_token_id(self) -> int:
@@ -79,9 +83,11 @@ class OnnxCausalLM:
         self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray, past: list[np.ndarray]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """One run of the graph: logits [batch, sequence, vocab] and the new cache."""
-        feeds = {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask, POSITION_IDS: position_ids}
-        feeds.update(zip(self.past_input_names, past))
-        logits, *present = self.session.run(self.output_names, feeds)
+        return self.run({INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask, POSITION_IDS: position_ids}, past)
+
+    def run(self, feeds: dict[str, np.ndarray], past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One run of the decoder graph on `feeds` and the cache `past`."""
+        logits, *present = self.session.run(self.output_names, {**feeds, **dict(zip(self.past_input_names, past))})
         return logits, present
 
     def encode(self, prompts: list[str]) -> Batch:
@@ -90,30 +96,45 @@ class OnnxCausalLM:
 
     def steps(self, prompts: list[list[int]], max_new_tokens: int = 32, sampling: Sampling = GREEDY) -> Iterator[Step]:
         """Generate from prompts given as token ids, one `Step` per new token position."""
+        batch = left_padded(prompts, self.pad_token_id)
+        return self.decode_loop(
+            {INPUT_IDS: batch.input_ids, ATTENTION_MASK: batch.attention_mask, POSITION_IDS: batch.position_ids}, max_new_tokens, sampling
+        )
+
+    def decode_loop(self, feeds: dict[str, np.ndarray], max_new_tokens: int, sampling: Sampling) -> Iterator[Step]:
+        """The loop shared by every kind of export: run, choose, feed the choice back."""
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
-        batch = left_padded(prompts, self.pad_token_id)
+        rows = feeds[ATTENTION_MASK].shape[0]
         rng = np.random.default_rng(sampling.seed)
         eos = np.array(self.description.eos_token_ids or [-1])
-        input_ids, attention_mask, position_ids = batch.input_ids, batch.attention_mask, batch.position_ids
-        past = self.empty_past(len(prompts))
-        running = np.ones(len(prompts), dtype=bool)
+        past = self.empty_past(rows)
+        running = np.ones(rows, dtype=bool)
         for _ in range(max_new_tokens):
-            logits, past = self.forward(input_ids, attention_mask, position_ids, past)
+            logits, past = self.run(feeds, past)
             last = logits[:, -1, :]
             chosen = np.where(running, next_tokens(last, sampling, rng), self.pad_token_id)
             yield Step(last, chosen, running.copy())
             running &= ~np.isin(chosen, eos)
             if not running.any():
                 return
-            input_ids = chosen[:, None].astype(np.int64)
-            attention_mask = np.concatenate([attention_mask, np.ones((len(prompts), 1), dtype=np.int64)], axis=1)
-            position_ids = position_ids[:, -1:] + 1
+            feeds = self.next_feeds(feeds, chosen[:, None].astype(np.int64))
 
-    def generate_ids(self, prompts: list[list[int]], max_new_tokens: int = 32, sampling: Sampling = GREEDY) -> list[list[int]]:
-        """New token ids for each prompt (given as token ids), up to and including its end token."""
+    def next_feeds(self, feeds: dict[str, np.ndarray], tokens: np.ndarray) -> dict[str, np.ndarray]:
+        """The inputs of the step after `feeds`, which feeds `tokens` [batch, 1]."""
+        mask = feeds[ATTENTION_MASK]
+        return {
+            INPUT_IDS: tokens,
+            ATTENTION_MASK: np.concatenate([mask, np.ones((mask.shape[0], 1), dtype=np.int64)], axis=1),
+            POSITION_IDS: feeds[POSITION_IDS][:, -1:] + 1,
+        }
+
+    def generate_ids(self, prompts: list[list[int]], max_new_tokens: int = 32, sampling: Sampling = GREEDY, **images) -> list[list[int]]:
+        """New token ids for each prompt (given as token ids), up to and including its end token.
+
+        `images` (pixel_values, image_grid_thw) go to a vision-language model's `steps`."""
         generated: list[list[int]] = [[] for _ in prompts]
-        for step in self.steps(prompts, max_new_tokens, sampling):
+        for step in self.steps(prompts, max_new_tokens, sampling, **images):
             for row in np.flatnonzero(step.running):
                 generated[row].append(int(step.tokens[row]))
         return generated

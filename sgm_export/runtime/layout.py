@@ -2,8 +2,9 @@
 
 The exporter writes this layout and the runtime reads it, so both take every name from here.
 It follows the `onnx/` folder that transformers.js and onnx-community use: the decoder graph is
-`onnx/model.onnx` (`onnx/model_fp16.onnx` for float16, the name transformers.js looks for), with
-config, tokenizer and generation config in the folder above it. This module imports nothing
+`onnx/model.onnx` (`onnx/model_fp16.onnx` for float16, the name transformers.js looks for), or
+`vision_encoder.onnx`, `embed_tokens.onnx` and `decoder_model_merged.onnx` for vision-language
+models, with config, tokenizer and generation config in the folder above it. This module imports nothing
 but the standard library, so that the runtime stays free of torch.
 """
 
@@ -18,10 +19,12 @@ ONNX_DIR = "onnx"
 DESCRIPTION_FILE = "sgm_onnx.json"
 FORMAT = "sgm-onnx"
 FORMAT_VERSION = 1
-DECODER_FILES = {"float32": "model.onnx", "float16": "model_fp16.onnx"}
 EXTERNAL_DATA_SUFFIX = "_data"  # model.onnx -> model.onnx_data, as onnx-community names it
 
 INPUT_IDS = "input_ids"
+INPUTS_EMBEDS = "inputs_embeds"
+PIXEL_VALUES = "pixel_values"
+IMAGE_FEATURES = "image_features"
 ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
 LOGITS = "logits"
@@ -31,6 +34,18 @@ BATCH = "batch"
 SEQUENCE = "sequence"
 PAST_SEQUENCE = "past_sequence"
 TOTAL_SEQUENCE = "total_sequence"
+IMAGES = "images"
+PATCHES = "patches"
+
+# The graphs of an export and their file stems: model.onnx for text models; three graphs for
+# vision-language ones. float16 graphs end in _fp16 (model_fp16.onnx), as transformers.js expects.
+TEXT_GRAPHS = {"decoder": "model"}
+MULTIMODAL_GRAPHS = {"decoder": "decoder_model_merged", "vision_encoder": "vision_encoder", "embed_tokens": "embed_tokens"}
+
+
+def graph_file(stem: str, dtype: str) -> str:
+    """`model.onnx`, or `model_fp16.onnx` for float16."""
+    return f"{stem}.onnx" if dtype == "float32" else f"{stem}_fp16.onnx"
 
 
 def past_names(n_layers: int) -> list[str]:
@@ -78,6 +93,10 @@ class OnnxDescription:
     @property
     def decoder_path(self) -> Path:
         return self.folder / ONNX_DIR / self.decoder_file
+
+    def graph_path(self, name: str) -> Path:
+        """The file of graph `name` (decoder, vision_encoder, embed_tokens)."""
+        return self.folder / ONNX_DIR / self.raw["graphs"][name]["file"]
 
 
 def find_export_root(path: Path) -> Path:

@@ -39,15 +39,21 @@ def export_onnx(
 ) -> Path:
     """Write the ONNX folder of MODEL_OR_DIR (a base model with `glasses`, or an sgm-export checkpoint)."""
     require_onnx_packages()
-    from sgm_export.export.onnx.graph import EXTERNAL_DATA_THRESHOLD
     from sgm_export.export.onnx.source import open_onnx_source
 
-    options = options or OnnxOptions()
+    check_target_free(Path(out), force)
+    return write_onnx_folder(open_onnx_source(model, glasses), out, options, force, external_data_threshold)
+
+
+def write_onnx_folder(
+    source: "OnnxSource", out: Path, options: OnnxOptions | None = None, force: bool = False, external_data_threshold: int | None = None
+) -> Path:
+    """Write the ONNX folder of a loaded source (model, family, glasses, config, companion files)."""
+    from sgm_export.export.onnx.graph import EXTERNAL_DATA_THRESHOLD
+
     out = Path(out)
-    check_target_free(out, force)
-    source = open_onnx_source(model, glasses)
     with atomic_dir(out, force=force) as staging:
-        _write_folder(source, staging, options, external_data_threshold or EXTERNAL_DATA_THRESHOLD)
+        _write_folder(source, staging, options or OnnxOptions(), external_data_threshold or EXTERNAL_DATA_THRESHOLD)
     return out
 
 
@@ -63,33 +69,35 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
     from sgm_export.export.folded import GLASSES_FILE
     from sgm_export.export.onnx.description import describe_export, write_description
     from sgm_export.export.onnx.graph import GlassesGraphError, drop_local_metadata, find_glasses, name_glasses, save_graph
-    from sgm_export.export.onnx.trace import OPSET, WRAPPED, trace_decoder
-    from sgm_export.runtime.layout import DECODER_FILES, ONNX_DIR
+    from sgm_export.export.onnx.trace import OPSET, WRAPPED
+    from sgm_export.runtime.layout import ONNX_DIR, graph_file
 
     with progress_bar("exporting to ONNX", total=2, unit="steps") as advance:
         for file in source.companion_files():
             copy_file(file, staging / file.name)
         (staging / "config.json").write_text(json.dumps(source.config, indent=2) + "\n", encoding="utf-8")
         save_glasses(source.glasses, staging / GLASSES_FILE)
-        graph, cache = trace_decoder(source.model, source.family, source.glasses, options.dtype)
+        graphs, cache, stems, image = _trace(source, options.dtype)
         advance(1)
-        name_glasses(graph, source.family, cache.num_layers, prefix=WRAPPED)
-        drop_local_metadata(graph)
-        nodes = find_glasses(graph)
+        decoder = graphs["decoder"]
+        name_glasses(decoder, source.family, cache.num_layers, prefix=WRAPPED)
+        nodes = find_glasses(decoder)
         if [node.layer for node in nodes] != list(range(len(source.glasses.scales))):
             raise GlassesGraphError(f"the graph holds glasses for layers {[node.layer for node in nodes]}")
-        graph.metadata_props.update({f"sgm.{key}": value for key, value in source.glasses.metadata.items()})
+        decoder.metadata_props.update({f"sgm.{key}": value for key, value in source.glasses.metadata.items()})
         onnx_dir = staging / ONNX_DIR
         onnx_dir.mkdir()
-        graph_file = DECODER_FILES[options.dtype]
-        external_data = save_graph(graph, onnx_dir / graph_file, external_data_threshold)
+        files = {}
+        for name, graph in graphs.items():
+            drop_local_metadata(graph)
+            file = graph_file(stems[name], options.dtype)
+            files[name] = (file, save_graph(graph, onnx_dir / file, external_data_threshold))
         generation_path = staging / "generation_config.json"
         generation_config = json.loads(generation_path.read_text(encoding="utf-8")) if generation_path.is_file() else {}
         origin = {"family": source.family.name, "base_model": source.base_model, "exported_from": source.kind}
         description = describe_export(
-            graph=graph,
-            graph_file=graph_file,
-            external_data=external_data,
+            graphs=graphs,
+            files=files,
             dtype=options.dtype,
             opset=OPSET,
             cache=cache,
@@ -98,7 +106,23 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
             config=source.config,
             generation_config=generation_config,
             source=origin,
+            image=image,
         )
         write_description(onnx_dir, description)
         write_manifest(staging, {"format": "onnx", **origin, "dtype": options.dtype, "glasses": source.glasses.metadata})
         advance(1)
+
+
+def _trace(source: "OnnxSource", dtype: str):
+    """The graphs of the source (decoder first), its cache shape, their file stems, and the image facts."""
+    from sgm_export.export.onnx.trace import trace_decoder
+    from sgm_export.runtime.layout import MULTIMODAL_GRAPHS, TEXT_GRAPHS
+
+    if not source.family.multimodal:
+        graph, cache = trace_decoder(source.model, source.family, source.glasses, dtype)
+        return {"decoder": graph}, cache, TEXT_GRAPHS, None
+    from sgm_export.export.onnx.multimodal import image_facts, multimodal_traits, trace_multimodal
+
+    traits = multimodal_traits(source.config["model_type"])
+    graphs, cache = trace_multimodal(source.model, source.family, source.glasses, dtype, traits)
+    return graphs, cache, MULTIMODAL_GRAPHS, image_facts(source.model.config, traits)

@@ -16,13 +16,17 @@ from sgm_export.runtime.layout import (
     DESCRIPTION_FILE,
     FORMAT,
     FORMAT_VERSION,
+    IMAGES,
     PAST_SEQUENCE,
+    PATCHES,
     SEQUENCE,
     TOTAL_SEQUENCE,
     CacheSpec,
 )
 
 DYNAMIC_AXES = {
+    IMAGES: "images in one run of the vision encoder",
+    PATCHES: "image patches in one run of the vision encoder (Qwen2-VL: one image per run)",
     BATCH: "rows of the batch",
     SEQUENCE: "new tokens in this step: the prompt length at the first step, then 1",
     PAST_SEQUENCE: "tokens already in the cache: 0 at the first step",
@@ -40,6 +44,21 @@ HOW_TO_RUN = [
     "Stop at an eos_token_ids token or at the length limit; rows that stopped are fed pad_token_id.",
 ]
 
+HOW_TO_RUN_WITH_IMAGES = [
+    "Build each prompt with the processor (chat template, one run of image tokens per image) and make the images' "
+    "pixel_values (and image_grid_thw) with its image processor.",
+    "vision_encoder: pixel_values (+ image_grid_thw, one image per run when image.one_image_per_run) -> image_features, "
+    "one row per image token, images in the order their tokens appear over the batch.",
+    "embed_tokens: the left-padded input_ids -> inputs_embeds; replace the rows of image tokens (image.image_token_id), "
+    "in reading order, with the image_features rows.",
+    "decoder: inputs_embeds, attention_mask, position_ids and empty past_key_values as for text models; with "
+    "image.position_axes 3 (M-RoPE) position_ids is [3, batch, sequence]: text counts up on all three axes, an image's "
+    "tokens take (start, start + row, start + column) over its merged grid and the text after it resumes at start plus "
+    "the grid's larger side; with token_type_ids in image.decoder_inputs, pass 1 on image tokens and 0 elsewhere.",
+    "Decode as for text models, embedding each new token with embed_tokens; positions continue from each row's largest "
+    "position plus one (on all three axes), token_type_ids are 0.",
+]
+
 
 def tensor_info(value: ir.Value) -> dict[str, Any]:
     """Name, element type and shape (ints for fixed axes, names for symbolic ones) of a graph input or output."""
@@ -49,9 +68,8 @@ def tensor_info(value: ir.Value) -> dict[str, Any]:
 
 def describe_export(
     *,
-    graph: ir.Model,
-    graph_file: str,
-    external_data: str | None,
+    graphs: dict[str, ir.Model],
+    files: dict[str, tuple[str, str | None]],
     dtype: str,
     opset: int,
     cache: CacheSpec,
@@ -60,9 +78,10 @@ def describe_export(
     config: dict,
     generation_config: dict,
     source: dict[str, str],
+    image: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The content of sgm_onnx.json for a text decoder export."""
-    return {
+    """The content of sgm_onnx.json; `files` gives each graph's file and external data file."""
+    description = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "sgm_export_version": __version__,
@@ -71,14 +90,15 @@ def describe_export(
         "dtype": dtype,
         "opset": opset,
         "graphs": {
-            "decoder": {
-                "file": graph_file,
-                "external_data": external_data,
+            name: {
+                "file": files[name][0],
+                "external_data": files[name][1],
                 "inputs": [tensor_info(value) for value in graph.graph.inputs],
                 "outputs": [tensor_info(value) for value in graph.graph.outputs],
             }
+            for name, graph in graphs.items()
         },
-        "dynamic_axes": DYNAMIC_AXES,
+        "dynamic_axes": {axis: meaning for axis, meaning in DYNAMIC_AXES.items() if _uses_axis(graphs, axis)},
         "cache": {
             "num_layers": cache.num_layers,
             "num_key_value_heads": cache.num_key_value_heads,
@@ -94,6 +114,14 @@ def describe_export(
         },
         "how_to_run": HOW_TO_RUN,
     }
+    if image is not None:
+        description["image"] = image
+        description["how_to_run"] = HOW_TO_RUN_WITH_IMAGES
+    return description
+
+
+def _uses_axis(graphs: dict[str, ir.Model], axis: str) -> bool:
+    return any(str(dim) == axis for graph in graphs.values() for value in graph.graph.inputs for dim in (value.shape or ()))
 
 
 def special_tokens(config: dict, generation_config: dict) -> dict[str, Any]:

@@ -81,25 +81,37 @@ def trace_decoder(model: nn.Module, family: Family, glasses: Glasses, dtype: str
     """The ONNX graph of `model` in `dtype` with the glasses applied, and its cache shape."""
     model = model.to(DTYPES[dtype]).eval()
     spec = cache_spec(model, dtype)
-    wrapper = DecoderWithFlatCache(model).eval()
     args, dynamic_shapes = _sample_inputs(spec, model.config.vocab_size)
-    with torch.no_grad(), glasses_applied(model, family, glasses), _quiet_exporter():
+    with glasses_applied(model, family, glasses):
+        graph = export_module(
+            DecoderWithFlatCache(model),
+            args,
+            dynamic_shapes,
+            [INPUT_IDS, ATTENTION_MASK, POSITION_IDS, *past_names(spec.num_layers)],
+            [LOGITS, *present_names(spec.num_layers)],
+        )
+    return graph, spec
+
+
+def export_module(module: nn.Module, args: tuple, dynamic_shapes: dict, input_names: list[str], output_names: list[str]) -> ir.Model:
+    """One module traced into an ONNX graph at `OPSET`, with the exporter's own chatter kept quiet."""
+    with torch.no_grad(), quiet_exporter():
         program = torch.onnx.export(
-            wrapper,
+            module.eval(),
             args,
             dynamo=True,
             dynamic_shapes=dynamic_shapes,
-            input_names=[INPUT_IDS, ATTENTION_MASK, POSITION_IDS, *past_names(spec.num_layers)],
-            output_names=[LOGITS, *present_names(spec.num_layers)],
+            input_names=input_names,
+            output_names=output_names,
             opset_version=OPSET,
             optimize=True,
             verbose=False,
         )
-    return program.model, spec
+    return program.model
 
 
 @contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
+def quiet_exporter() -> Iterator[None]:
     """torch.onnx reports its steps on stdout (which belongs to our results) and warns about
     optional packages it does not need here: keep both out of the way, unless --debug."""
     exporter_log = logging.getLogger("torch.onnx")
