@@ -2,6 +2,10 @@
 
 This is the reference that exports are checked against (`verify`), and how `eval` compares base
 and glasses on one loaded model. It is deliberately independent of modeling_sgm.py.
+
+Each scale lives, for the duration of the block, in a buffer `SCALE_BUFFER` of its projection
+rather than in the hook's closure: a traced graph (the ONNX export) then keeps it as a named
+tensor, `{projection module path}.sgm_glasses_scale`, that can be found and renamed.
 """
 
 import contextlib
@@ -12,6 +16,12 @@ from torch import nn
 from sgm_export.arch import Family, decoder_projections, decoder_widths
 from sgm_export.glasses import Glasses
 
+SCALE_BUFFER = "sgm_glasses_scale"
+
+
+def _scale_input(module: nn.Module, args: tuple) -> tuple:
+    return (args[0] * getattr(module, SCALE_BUFFER), *args[1:])
+
 
 @contextlib.contextmanager
 def glasses_applied(model: nn.Module, family: Family, glasses: Glasses) -> Iterator[None]:
@@ -20,10 +30,11 @@ def glasses_applied(model: nn.Module, family: Family, glasses: Glasses) -> Itera
     glasses.check_fits(decoder_widths(model, family), "the model")
     handles = []
     for projection, scale in zip(projections, glasses.scales):
-        on_device = scale.to(projection.weight.device, projection.weight.dtype)
-        handles.append(projection.register_forward_pre_hook(lambda _module, args, s=on_device: (args[0] * s, *args[1:])))
+        projection.register_buffer(SCALE_BUFFER, scale.to(projection.weight.device, projection.weight.dtype), persistent=False)
+        handles.append(projection.register_forward_pre_hook(_scale_input))
     try:
         yield
     finally:
-        for handle in handles:
+        for projection, handle in zip(projections, handles):
             handle.remove()
+            del projection._buffers[SCALE_BUFFER]

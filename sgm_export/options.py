@@ -14,6 +14,7 @@ Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 Mode = Literal["aura", "damp", "det0"]
 ExportFormat = Literal["module", "folded", "onnx"]
+OnnxDType = Literal["float32", "float16"]
 
 
 class StrictModel(BaseModel):
@@ -44,12 +45,19 @@ class GlassesOptions(StrictModel):
     strength: float = Field(1.0, ge=0.0, description="multiplies the AUROC-based suppression of aura mode")
 
 
+class OnnxOptions(StrictModel):
+    """How the ONNX graphs are written."""
+
+    dtype: OnnxDType = Field("float32", description="float32 (default) or float16 weights, activations and KV cache")
+
+
 class ExportOptions(StrictModel):
     """Which checkpoints to write."""
 
     formats: list[ExportFormat] = Field(["module"], min_length=1, description="module (custom code, default), folded (plain weights), onnx")
     verify: bool = Field(True, description="check each checkpoint's logits against the base model with hooked glasses")
     link: bool = Field(False, description="hard-link unchanged weight files instead of copying them")
+    onnx: OnnxOptions = Field(default_factory=OnnxOptions)
 
     @field_validator("formats")
     @classmethod

@@ -7,6 +7,7 @@ into place only when the last stage succeeds. Its layout:
     OUT/glasses.safetensors
     OUT/model/                the module checkpoint (export.formats: module)
     OUT/model-folded/         the folded checkpoint (export.formats: folded)
+    OUT/model-onnx/           the ONNX folder (export.formats: onnx), as `sgm-export onnx` writes it
     OUT/recipe.yaml           the recipe as run, after overrides (also embedded in each model card)
     OUT/summary.json          experts per layer, verification, wall time of each stage
 
@@ -28,6 +29,7 @@ from sgm_export.data.examples import Example
 from sgm_export.data.sources import read_sources
 from sgm_export.errors import RecipeError, SgmError
 from sgm_export.export import export_checkpoint
+from sgm_export.export.onnx import export_onnx, require_onnx_packages
 from sgm_export.glasses import Glasses, compute_glasses, save_glasses
 from sgm_export.models.load import load_model
 from sgm_export.models.preflight import check_max_length, check_model
@@ -37,7 +39,7 @@ from sgm_export.score.files import Scores, save_scores
 from sgm_export.score.runner import score_examples
 from sgm_export.verify import verify_export
 
-CHECKPOINT_DIRS = {"module": "model", "folded": "model-folded"}
+CHECKPOINT_DIRS = {"module": "model", "folded": "model-folded", "onnx": "model-onnx"}
 
 
 @dataclass
@@ -81,7 +83,7 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
     out = Path(recipe.out)
     check_target_free(out, force)
     if "onnx" in recipe.export.formats:
-        raise SgmError("export.formats: onnx is not available yet", "remove onnx from export.formats")
+        require_onnx_packages()  # before the long stages, not after them
     pushed_format = push_format(recipe)
     recipe_text = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     summary = RunSummary(out)
@@ -97,9 +99,12 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
             target = staging / CHECKPOINT_DIRS[fmt]
             hub_repo_id = recipe.push.repo_id if fmt == pushed_format else None
             with summary.timed(f"export_{fmt}"):
-                export_checkpoint(
-                    recipe.model, glasses, target, format=fmt, link=recipe.export.link, recipe=recipe_text, hub_repo_id=hub_repo_id
-                )
+                if fmt == "onnx":
+                    export_onnx(recipe.model, target, glasses, recipe.export.onnx)
+                else:
+                    export_checkpoint(
+                        recipe.model, glasses, target, format=fmt, link=recipe.export.link, recipe=recipe_text, hub_repo_id=hub_repo_id
+                    )
             summary.outputs[fmt] = str(out / CHECKPOINT_DIRS[fmt])
             if recipe.export.verify:
                 with summary.timed(f"verify_{fmt}"):

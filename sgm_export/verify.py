@@ -51,6 +51,7 @@ class VerifyResult:
     glasses_effect: float
     n_experts: int
     problems: list[str] = field(default_factory=list)
+    note: str = ""
 
     @property
     def passed(self) -> bool:
@@ -66,25 +67,28 @@ class VerifyResult:
                 f"{self.max_abs_diff:.3g} (tolerance {self.tolerance:g})",
                 f"  {self.n_experts} neurons scaled; max |logit change| the glasses cause = {self.glasses_effect:.3g}",
             ]
+        lines += [f"  {self.note}"] if self.note else []
         lines += [f"  problem: {problem}" for problem in self.problems]
         return "\n".join(lines)
 
 
 def export_format(export_dir: Path) -> str:
-    """`module` or `folded`, from the folder's config.json and manifest."""
+    """`module`, `folded` or `onnx`, from the folder's config.json and manifest."""
     if not export_dir.is_dir():
-        raise CheckpointError(f"{export_dir} is not a folder", "pass a folder written by `sgm-export export`")
+        raise CheckpointError(f"{export_dir} is not a folder", "pass a folder written by `sgm-export export` or `sgm-export onnx`")
     if (export_dir / "config.json").is_file() and read_config(export_dir).get("model_type") == SGM_MODEL_TYPE:
         return "module"
     manifest = read_manifest(export_dir)
-    if (export_dir / GLASSES_FILE).is_file() and manifest and manifest.get("format") == "folded":
-        return "folded"
-    raise CheckpointError(f"{export_dir} is not an sgm-export checkpoint", "pass a folder written by `sgm-export export`")
+    if (export_dir / GLASSES_FILE).is_file() and manifest and manifest.get("format") in ("folded", "onnx"):
+        return manifest["format"]
+    raise CheckpointError(
+        f"{export_dir} is not an sgm-export checkpoint", "pass a folder written by `sgm-export export` or `sgm-export onnx`"
+    )
 
 
 def export_glasses(export_dir: Path) -> Glasses:
     """The glasses an export claims to carry, in layer order."""
-    if export_format(export_dir) == "folded":
+    if export_format(export_dir) in ("folded", "onnx"):
         return load_glasses(export_dir / GLASSES_FILE)
     config = read_config(export_dir)
     if not (export_dir / SCALES_FILE).is_file():
@@ -182,6 +186,10 @@ def verify_export(
     """
     export_dir = Path(export_dir)
     fmt = export_format(export_dir)
+    if fmt == "onnx":
+        from sgm_export.export.onnx.check import verify_onnx_export
+
+        return verify_onnx_export(export_dir, base_model, tolerance=tolerance, device=device)
     glasses = export_glasses(export_dir)
     n_experts = sum(glasses.experts_per_layer())
     if fmt == "module" and (foreign := foreign_code_problems(export_dir)):

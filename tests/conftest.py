@@ -25,6 +25,26 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def onnx_export(tiny_models, tmp_path_factory):
+    """Export a tiny model (once per family and dtype) with random glasses: (folder, glasses)."""
+    from sgm_export.export.onnx import export_onnx
+    from sgm_export.options import OnnxOptions
+    from tests.test_export import random_glasses, widths_of
+
+    built = {}
+
+    def build(model_type: str, dtype: str = "float32"):
+        if (model_type, dtype) not in built:
+            base = tiny_models[model_type]
+            glasses = random_glasses(widths_of(base))
+            out = tmp_path_factory.mktemp("onnx") / f"{model_type}-{dtype}"
+            built[model_type, dtype] = (export_onnx(str(base), out, glasses, OnnxOptions(dtype=dtype)), glasses)
+        return built[model_type, dtype]
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def tiny_llama(tiny_models) -> Path:
     return tiny_models["llama"]
 

@@ -3,14 +3,40 @@
 import json
 
 import pytest
+import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sgm_export.models.demo import demo_model_dir
 from sgm_export.publish.checks import publish_problems
+from sgm_export.runtime import OnnxCausalLM
 from tests.cli_helpers import sgm
 
 pytestmark = pytest.mark.slow
+
+GREEDY_PROMPTS = ["The weather today is", "You are such a stupid", "Once upon a time, in a small village, there lived"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The demo recipe on a few dozen examples, with every export format."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    result = sgm(
+        "run",
+        "recipes/demo.yaml",
+        "--out",
+        out,
+        "--set",
+        "score.limit=24",
+        "--set",
+        "export.link=true",
+        "--set",
+        "export.formats=[module,folded,onnx]",
+        timeout=1800,
+    )
+    assert result.code == 0, result.stderr
+    return out
 
 
 def test_demo_model_is_converted_once_and_cached():
@@ -21,21 +47,39 @@ def test_demo_model_is_converted_once_and_cached():
     assert "quantization_config" not in config
 
 
-def test_run_demo_recipe_on_a_few_dozen_examples(tmp_path):
-    out = tmp_path / "demo"
-    result = sgm("run", "recipes/demo.yaml", "--out", out, "--set", "score.limit=24", "--set", "export.link=true")
-    assert result.code == 0, result.stderr
-    summary = json.loads((out / "summary.json").read_text())
+def test_run_demo_recipe_on_a_few_dozen_examples(demo_run):
+    summary = json.loads((demo_run / "summary.json").read_text())
     assert summary["n_examples"] == {"toxic": 24, "neutral": 24}
     assert len(summary["experts_per_layer"]) == 18 and summary["experts_total"] > 0
-    assert all(entry["passed"] and entry["max_abs_diff"] < 1e-4 for entry in summary["verification"].values())
-    scores = load_file(out / "scores" / "scores.safetensors")
+    assert set(summary["verification"]) == {"module", "folded", "onnx"}
+    assert all(entry["passed"] for entry in summary["verification"].values())
+    assert summary["verification"]["module"]["max_abs_diff"] < 1e-4 and summary["verification"]["folded"]["max_abs_diff"] < 1e-4
+    scores = load_file(demo_run / "scores" / "scores.safetensors")
     assert len([k for k in scores if k.endswith(".auroc")]) == 18 and scores["layers.0.auroc"].shape == (2048,)
     assert summary["top_auroc"][0] > 0.9  # toxic vs neutral text is easy to separate
+
+
+def test_demo_cards_describe_the_exports(demo_run):
+    summary = json.loads((demo_run / "summary.json").read_text())
     for folder in ("model", "model-folded"):
-        card = ModelCard.load(out / folder / "README.md")
+        card = ModelCard.load(demo_run / folder / "README.md")
         metadata = card.data.to_dict()
         assert metadata["base_model"] == "google/gemma-3-270m" and metadata["base_model_relation"] == "finetune"
         assert metadata["license"] == "gemma" and metadata["sgm_export"]["experts"] == summary["experts_total"]
-        assert (out / "recipe.yaml").read_text().rstrip() in card.text
-        assert publish_problems(out / folder) == []
+        assert (demo_run / "recipe.yaml").read_text().rstrip() in card.text
+        assert publish_problems(demo_run / folder) == []
+
+
+def test_onnx_greedy_tokens_equal_the_module_export(demo_run):
+    """20 greedy tokens from ONNX Runtime equal those of the PyTorch module export, batch left-padded."""
+    module = AutoModelForCausalLM.from_pretrained(demo_run / "model", trust_remote_code=True, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(demo_run / "model", trust_remote_code=True)
+    batch = tokenizer(GREEDY_PROMPTS, return_tensors="pt", padding=True, padding_side="left")
+    with torch.no_grad():
+        generated = module.generate(**batch, max_new_tokens=20, do_sample=False)
+    expected = generated[:, batch["input_ids"].shape[1] :].tolist()
+    runtime = OnnxCausalLM(demo_run / "model-onnx", device="cpu")
+    eos = set(runtime.description.eos_token_ids)
+    expected = [row[: next((i + 1 for i, token in enumerate(row) if token in eos), len(row))] for row in expected]
+    assert runtime.generate_ids([runtime.tokenizer.encode(prompt) for prompt in GREEDY_PROMPTS], 20) == expected
+    assert max(len(row) for row in expected) == 20

@@ -48,6 +48,18 @@ def fold_scale(weight: torch.Tensor, scale: torch.Tensor, axis: int) -> torch.Te
     return (weight.to(torch.float32) * scale.to(torch.float32).reshape(shape)).to(weight.dtype)
 
 
+def unfold_scale(weight: torch.Tensor, scale: torch.Tensor, axis: int) -> torch.Tensor:
+    """The inverse of `fold_scale` wherever the scale is not 0, in float32.
+
+    A neuron scaled by 0 left an all-zero column in the folded weight: the original column is
+    lost, and it stays zero here, which changes nothing where the scale is applied again.
+    """
+    shape = [1, 1]
+    shape[axis] = -1
+    divisor = torch.where(scale > 0, scale, torch.ones_like(scale)).to(torch.float32).reshape(shape)
+    return (weight.to(torch.float32) / divisor).to(weight.dtype)
+
+
 def _write_folded_shard(source: Path, target: Path, scale_of_key: dict[str, torch.Tensor], axis: int) -> None:
     tensors = {}
     with safe_open(source, "pt") as handle:

@@ -40,11 +40,16 @@ class BaseCheckpoint:
 
     def companion_files(self) -> list[Path]:
         """Tokenizer, processor, chat template, generation config, license: what travels as is."""
-        return sorted(
-            p
-            for p in self.path.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.name not in SKIPPED_FILES and not p.name.endswith(SKIPPED_SUFFIXES)
-        )
+        return companion_files(self.path)
+
+
+def companion_files(folder: Path, also_skip: frozenset[str] = frozenset()) -> list[Path]:
+    """The files of a model folder that an export copies unchanged (not weights, config or card)."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name not in SKIPPED_FILES | also_skip and not p.name.endswith(SKIPPED_SUFFIXES)
+    )
 
 
 def open_base_checkpoint(model: str, glasses: Glasses) -> BaseCheckpoint:

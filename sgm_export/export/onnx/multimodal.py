@@ -1,0 +1,225 @@
+"""Tracing a vision-language model into the three graphs of the onnx-community layout:
+
+    vision_encoder.onnx         pixel_values (+ image_grid_thw)  -> image_features [image tokens, hidden]
+    embed_tokens.onnx           input_ids                         -> inputs_embeds
+    decoder_model_merged.onnx   inputs_embeds, attention_mask, position_ids, past_key_values.*
+                                (+ token_type_ids)                -> logits, present.*
+
+The runtime embeds the prompt, writes the image features over the image tokens' embeddings and
+runs the decoder. The decoder graph is the whole model's forward from `inputs_embeds` (so each
+family's own masks and rotary positions are kept, such as Gemma 3's bidirectional attention
+over an image's tokens), with the glasses applied through the family row's language-decoder
+layer path (`Family.layers`, `Family.down_proj`) exactly as for text models.
+
+What differs between families is in `MULTIMODAL_TRAITS`: extra inputs of the vision and decoder
+graphs, and whether positions are 3-D (Qwen2-VL's M-RoPE: temporal, height, width).
+"""
+
+from dataclasses import dataclass
+
+import onnx_ir as ir
+import torch
+from torch import nn
+from torch.export import Dim
+from transformers import DynamicCache
+
+from sgm_export.apply import glasses_applied
+from sgm_export.arch import Family
+from sgm_export.errors import SgmError
+from sgm_export.export.onnx.trace import DTYPES, cache_spec, export_module
+from sgm_export.glasses import Glasses
+from sgm_export.runtime.layout import (
+    ATTENTION_MASK,
+    BATCH,
+    IMAGE_FEATURES,
+    IMAGES,
+    INPUT_IDS,
+    INPUTS_EMBEDS,
+    LOGITS,
+    PAST_SEQUENCE,
+    PATCHES,
+    PIXEL_VALUES,
+    POSITION_IDS,
+    SEQUENCE,
+    TOTAL_SEQUENCE,
+    CacheSpec,
+    past_names,
+    present_names,
+)
+
+
+@dataclass(frozen=True)
+class MultimodalTraits:
+    """How one vision-language model type's graphs differ from the common form."""
+
+    vision_inputs: tuple[str, ...] = ()  # beyond pixel_values
+    decoder_inputs: tuple[str, ...] = ()  # beyond inputs_embeds, attention_mask, position_ids and the cache
+    position_axes: int = 1  # 3: position_ids is [3, batch, sequence] (M-RoPE)
+    one_image_per_run: bool = False  # the vision graph takes one image per run (its patches vary)
+
+
+MULTIMODAL_TRAITS = {
+    "llava": MultimodalTraits(),
+    "gemma3": MultimodalTraits(decoder_inputs=("token_type_ids",)),
+    "qwen2_vl": MultimodalTraits(vision_inputs=("image_grid_thw",), position_axes=3, one_image_per_run=True),
+}
+
+
+def multimodal_traits(model_type: str) -> MultimodalTraits:
+    if model_type not in MULTIMODAL_TRAITS:
+        raise SgmError(
+            f"the ONNX export does not handle the vision-language model type {model_type!r} yet",
+            "supported: " + ", ".join(sorted(MULTIMODAL_TRAITS)) + "; use the module or folded export",
+        )
+    return MULTIMODAL_TRAITS[model_type]
+
+
+def image_facts(config, traits: MultimodalTraits) -> dict:
+    """The `image` section of sgm_onnx.json: what the runtime needs to put images into a prompt."""
+    vision_config = config.vision_config
+    return {
+        "image_token_id": config.image_token_id,
+        "vision_inputs": list(traits.vision_inputs),
+        "decoder_inputs": list(traits.decoder_inputs),
+        "position_axes": traits.position_axes,
+        "one_image_per_run": traits.one_image_per_run,
+        "spatial_merge_size": getattr(vision_config, "spatial_merge_size", None),
+        "image_size": getattr(vision_config, "image_size", None),
+    }
+
+
+class VisionEncoder(nn.Module):
+    """Images to the features that replace the image tokens' embeddings, one row per token."""
+
+    def __init__(self, model: nn.Module, extra_inputs: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.extra_inputs = extra_inputs
+
+    def forward(self, pixel_values, extras: list[torch.Tensor]):
+        features = self.model.get_image_features(pixel_values=pixel_values, **dict(zip(self.extra_inputs, extras))).pooler_output
+        if isinstance(features, (list, tuple)):
+            return torch.cat(list(features), dim=0)
+        return features.reshape(-1, features.shape[-1])
+
+
+class TokenEmbedder(nn.Module):
+    """Token ids to input embeddings (with the model's own scaling, as Gemma's)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.embed = model.get_input_embeddings()
+
+    def forward(self, input_ids):
+        return self.embed(input_ids)
+
+
+class DecoderFromEmbeddings(nn.Module):
+    """The whole model from input embeddings, with its cache as a flat list of tensors.
+
+    It holds the model as `model`, like the text wrapper, so the glasses' traced names match."""
+
+    def __init__(self, model: nn.Module, extra_inputs: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.extra_inputs = extra_inputs
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, past: list[torch.Tensor], extras: list[torch.Tensor]):
+        cache = DynamicCache()
+        for layer in range(len(past) // 2):
+            cache.update(past[2 * layer], past[2 * layer + 1], layer)
+        output = self.model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+            **dict(zip(self.extra_inputs, extras)),
+        )
+        return (output.logits, *[tensor for layer in output.cache.layers for tensor in (layer.keys, layer.values)])
+
+
+def trace_multimodal(
+    model: nn.Module, family: Family, glasses: Glasses, dtype: str, traits: MultimodalTraits
+) -> tuple[dict[str, ir.Model], CacheSpec]:
+    """The vision, embedding and decoder graphs of `model` in `dtype`, the glasses in the decoder."""
+    model = model.to(DTYPES[dtype]).eval()
+    spec = cache_spec(model, dtype)
+    graphs = {
+        "vision_encoder": _trace_vision(model, traits),
+        "embed_tokens": _trace_embeddings(model),
+    }
+    with glasses_applied(model, family, glasses):
+        graphs["decoder"] = _trace_decoder(model, spec, traits)
+    return graphs, spec
+
+
+def _trace_vision(model: nn.Module, traits: MultimodalTraits) -> ir.Model:
+    """Trace the vision tower and projector.
+
+    Qwen2-VL's tower cuts its patch sequence per image in Python loops that torch.export cannot
+    follow; transformers' own exporter patches (applied here) turn them into traceable tensor
+    operations, valid for one image at a time, so that graph takes one image per run.
+    """
+    import transformers.exporters.exporter_onnx  # noqa: F401  (registers transformers' export patches)
+    from transformers.exporters.utils import apply_patches
+
+    vision_config = model.config.vision_config
+    dtype = next(model.parameters()).dtype
+    generator = torch.Generator().manual_seed(0)
+    if "image_grid_thw" in traits.vision_inputs:
+        side = 2 * vision_config.spatial_merge_size
+        patch_width = vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
+        args = (torch.randn(side * side, patch_width, generator=generator).to(dtype), [torch.tensor([[1, side, side]])])
+        dynamic_shapes = {"pixel_values": {0: Dim(PATCHES)}, "extras": [None]}
+    else:
+        size = vision_config.image_size
+        args = (torch.randn(2, vision_config.num_channels, size, size, generator=generator).to(dtype), [])
+        dynamic_shapes = {"pixel_values": {0: Dim(IMAGES)}, "extras": []}
+    with apply_patches("dynamo"), apply_patches("onnx"):
+        return export_module(
+            VisionEncoder(model, traits.vision_inputs),
+            args,
+            dynamic_shapes,
+            [PIXEL_VALUES, *traits.vision_inputs],
+            [IMAGE_FEATURES],
+        )
+
+
+def _trace_embeddings(model: nn.Module) -> ir.Model:
+    input_ids = torch.randint(0, model.config.get_text_config().vocab_size, (2, 3), generator=torch.Generator().manual_seed(0))
+    return export_module(TokenEmbedder(model), (input_ids,), {"input_ids": {0: Dim(BATCH), 1: Dim(SEQUENCE)}}, [INPUT_IDS], [INPUTS_EMBEDS])
+
+
+def _trace_decoder(model: nn.Module, spec: CacheSpec, traits: MultimodalTraits) -> ir.Model:
+    batch, new, past = 2, 3, 4
+    hidden = model.config.get_text_config().hidden_size
+    generator = torch.Generator().manual_seed(0)
+    dtype = DTYPES[spec.dtype]
+    inputs_embeds = torch.randn(batch, new, hidden, generator=generator).to(dtype)
+    attention_mask = torch.ones(batch, past + new, dtype=torch.long)
+    positions = torch.arange(past, past + new).expand(batch, new)
+    batch_dim, sequence_dim = Dim(BATCH), Dim(SEQUENCE)
+    if traits.position_axes == 3:
+        position_ids = positions[None].expand(3, batch, new).contiguous()
+        position_shape = {1: batch_dim, 2: sequence_dim}
+    else:
+        position_ids = positions.contiguous()
+        position_shape = {0: batch_dim, 1: sequence_dim}
+    shape = (batch, spec.num_key_value_heads, past, spec.head_dim)
+    cache = [torch.randn(shape, generator=generator).to(dtype) for _ in range(2 * spec.num_layers)]
+    extras = [torch.zeros(batch, new, dtype=torch.long) for _ in traits.decoder_inputs]
+    dynamic_shapes = {
+        "inputs_embeds": {0: batch_dim, 1: sequence_dim},
+        "attention_mask": {0: batch_dim, 1: Dim(TOTAL_SEQUENCE)},
+        "position_ids": position_shape,
+        "past": [{0: batch_dim, 2: Dim(PAST_SEQUENCE)}] * len(cache),
+        "extras": [{0: batch_dim, 1: sequence_dim}] * len(extras),
+    }
+    return export_module(
+        DecoderFromEmbeddings(model, traits.decoder_inputs),
+        (inputs_embeds, attention_mask, position_ids, cache, extras),
+        dynamic_shapes,
+        [INPUTS_EMBEDS, ATTENTION_MASK, POSITION_IDS, *past_names(spec.num_layers), *traits.decoder_inputs],
+        [LOGITS, *present_names(spec.num_layers)],
+    )

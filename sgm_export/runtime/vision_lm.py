@@ -1,0 +1,94 @@
+"""A vision-language export run with ONNX Runtime: images through `vision_encoder.onnx`, tokens
+through `embed_tokens.onnx`, the spliced embeddings through `decoder_model_merged.onnx`.
+
+Prompts come as token ids that already hold each image's run of image tokens, and images as the
+arrays the model's image processor makes (`pixel_values`, and `image_grid_thw` for Qwen2-VL), in
+the order their tokens appear over the batch. The loop itself is the text model's.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from sgm_export.errors import CheckpointError
+from sgm_export.runtime.causal_lm import OnnxCausalLM, Step
+from sgm_export.runtime.layout import ATTENTION_MASK, IMAGE_FEATURES, INPUT_IDS, INPUTS_EMBEDS, PIXEL_VALUES, POSITION_IDS
+from sgm_export.runtime.sampling import GREEDY, Sampling
+from sgm_export.runtime.tokenizer import left_padded
+from sgm_export.runtime.vision import mrope_positions, splice_image_features
+
+TOKEN_TYPE_IDS = "token_type_ids"
+IMAGE_GRID_THW = "image_grid_thw"
+
+
+class OnnxVisionLM(OnnxCausalLM):
+    """The three graphs of a vision-language export, its tokenizer and what it says about images."""
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+        super().__init__(path, device, threads)
+        image = self.description.raw.get("image")
+        if image is None:
+            raise CheckpointError(f"{self.description.folder} is a text export", "load it with OnnxCausalLM")
+        self.image = image
+        self.vision_session = self.open_session(self.description.graph_path("vision_encoder"))
+        self.embed_session = self.open_session(self.description.graph_path("embed_tokens"))
+
+    def embed(self, input_ids: np.ndarray) -> np.ndarray:
+        """Token ids [batch, seq] to their input embeddings."""
+        return self.embed_session.run([INPUTS_EMBEDS], {INPUT_IDS: input_ids})[0]
+
+    def image_features(self, pixel_values: np.ndarray, image_grid_thw: np.ndarray | None = None) -> np.ndarray:
+        """One row of features per image token, for all images in order."""
+        if not self.image["one_image_per_run"]:
+            return self.vision_session.run([IMAGE_FEATURES], {PIXEL_VALUES: pixel_values})[0]
+        grids = np.asarray(image_grid_thw, dtype=np.int64).reshape(-1, 3)
+        starts = np.concatenate([[0], np.cumsum(grids.prod(axis=1))])
+        return np.concatenate(
+            [
+                self.vision_session.run([IMAGE_FEATURES], {PIXEL_VALUES: pixel_values[start:end], IMAGE_GRID_THW: grid[None]})[0]
+                for start, end, grid in zip(starts[:-1], starts[1:], grids)
+            ]
+        )
+
+    def steps(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int = 32,
+        sampling: Sampling = GREEDY,
+        pixel_values: np.ndarray | None = None,
+        image_grid_thw: np.ndarray | None = None,
+    ) -> Iterator[Step]:
+        """Generate from prompts (token ids, image tokens included) and their images."""
+        batch = left_padded(prompts, self.pad_token_id)
+        image_token = self.image["image_token_id"]
+        embeds = self.embed(batch.input_ids)
+        if pixel_values is not None:
+            embeds = splice_image_features(embeds, batch.input_ids, image_token, self.image_features(pixel_values, image_grid_thw))
+        feeds = {INPUTS_EMBEDS: embeds, ATTENTION_MASK: batch.attention_mask, POSITION_IDS: batch.position_ids}
+        if self.image["position_axes"] == 3:
+            grids = np.zeros((0, 3), dtype=np.int64) if image_grid_thw is None else image_grid_thw
+            feeds[POSITION_IDS], _ = mrope_positions(
+                batch.input_ids, batch.attention_mask, image_token, grids, self.image["spatial_merge_size"]
+            )
+        if TOKEN_TYPE_IDS in self.image["decoder_inputs"]:
+            feeds[TOKEN_TYPE_IDS] = (batch.input_ids == image_token).astype(np.int64)
+        return self.decode_loop(feeds, max_new_tokens, sampling)
+
+    def next_feeds(self, feeds: dict[str, np.ndarray], tokens: np.ndarray) -> dict[str, np.ndarray]:
+        """Embed the new tokens; positions continue from each row's largest one."""
+        mask = feeds[ATTENTION_MASK]
+        positions = feeds[POSITION_IDS]
+        if positions.ndim == 3:
+            following = positions.max(axis=(0, 2)) + 1
+            positions = np.broadcast_to(following[None, :, None], (3, len(following), 1)).copy()
+        else:
+            positions = positions[:, -1:] + 1
+        following_feeds = {
+            INPUTS_EMBEDS: self.embed(tokens),
+            ATTENTION_MASK: np.concatenate([mask, np.ones((mask.shape[0], 1), dtype=np.int64)], axis=1),
+            POSITION_IDS: positions,
+        }
+        if TOKEN_TYPE_IDS in feeds:
+            following_feeds[TOKEN_TYPE_IDS] = np.zeros_like(tokens)
+        return following_feeds
