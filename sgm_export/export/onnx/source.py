@@ -24,7 +24,8 @@ from sgm_export.export.source import companion_files
 from sgm_export.glasses import Glasses
 from sgm_export.modeling import MODELING_FILE, SCALES_FILE, WEIGHTS_VARIANT
 from sgm_export.models.checkpoint import SAFE_INDEX, read_config, with_variant
-from sgm_export.models.load import load_model, model_family
+from sgm_export.models.load import load_model
+from sgm_export.models.preflight import model_family
 from sgm_export.models.resolve import resolve_model
 from sgm_export.verify import export_format, export_glasses
 
