@@ -12,12 +12,13 @@ import sys
 import warnings
 
 from sgm_export import __version__
-from sgm_export.commands import export, glasses, run, score, verify
+from sgm_export.commands import eval as eval_command
+from sgm_export.commands import export, glasses, run, score, sweep, verify
 from sgm_export.errors import SgmError
 
 PROG = "sgm-export"
 EXIT_USAGE = 2
-COMMANDS = (run, score, glasses, export, verify)
+COMMANDS = (run, score, glasses, export, verify, eval_command, sweep)
 
 
 class OneLineParser(argparse.ArgumentParser):
