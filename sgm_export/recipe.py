@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from sgm_export.cli_options import without_none
 from sgm_export.errors import RecipeError
-from sgm_export.options import ExportOptions, GlassesOptions, ScoreOptions, StrictModel
+from sgm_export.options import EvalOptions, ExportOptions, GlassesOptions, ScoreOptions, StrictModel
 
 ENV_PREFIX = "SGM_"
 TOOL_ENV_PREFIX = "SGM_EXPORT_"  # the tool's own settings (SGM_EXPORT_CACHE, ...), not recipe keys
@@ -32,6 +33,7 @@ class Recipe(StrictModel):
     score: ScoreOptions = Field(default_factory=ScoreOptions)
     glasses: GlassesOptions = Field(default_factory=GlassesOptions)
     export: ExportOptions = Field(default_factory=ExportOptions)
+    eval: EvalOptions | None = Field(None, description="evaluate base and glasses after the export (absent: no evaluation)")
     allow_pickle: bool = Field(False, description="allow loading .bin/.pt pickle checkpoints (they can run code)")
     trust_remote_code: bool = Field(False, description="allow the model's own remote code to run")
 
@@ -118,8 +120,9 @@ def _known_keys(section: tuple) -> list[str]:
     model: type[BaseModel] = Recipe
     for part in section:
         field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
+        annotation = without_none(field.annotation) if field else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
     return list(model.model_fields)
+

@@ -21,6 +21,11 @@ def print_run_summary(summary: RunSummary) -> None:
     for fmt, result in summary.verification.items():
         verdict = "passed" if result["passed"] else "FAILED"
         console.print(f"verify {fmt}: {verdict} (max |logit diff| {result['max_abs_diff']:.3g})")
+    for name, figures in summary.evaluation.items():
+        console.print(
+            f"eval {name}: {figures['harmful_rate']:.1%} harmful continuations, {figures['harmful_prompt_rate']:.1%} of "
+            f"{figures['n_prompts']} prompts with one or more, perplexity {figures['perplexity']:.2f}"
+        )
     for name, path in summary.outputs.items():
         console.print(f"{name}: {path}")
     console.print("seconds: " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in summary.seconds.items()))
