@@ -141,7 +141,9 @@ def _evaluate(recipe: Recipe, scores: Scores, glasses: Glasses, staging: Path, s
     options = recipe.eval
     inputs = load_inputs(options)
     base = load_model(recipe.model, options.device, options.dtype, recipe.allow_pickle, recipe.trust_remote_code)
-    results = evaluate_variants(comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judge, options)
+    results = evaluate_variants(
+        comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judge, options
+    )
     report = build_report(results, header(recipe.model, recipe.model, inputs, options, glasses))
     (staging / "eval").mkdir()
     write_report_files(staging / "eval", report, results, glasses, scores)

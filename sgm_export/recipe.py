@@ -125,4 +125,3 @@ def _known_keys(section: tuple) -> list[str]:
             return []
         model = annotation
     return list(model.model_fields)
-

@@ -11,7 +11,7 @@ from sgm_export.data.examples import Example
 from sgm_export.evaluate.fluency import ScoringModel, generations_fluency, neutral_fluency
 from sgm_export.evaluate.generate import SamplingSettings, encode_prompt, sample_continuations
 from sgm_export.evaluate.judges import Judge
-from sgm_export.evaluate.metrics import pareto_front, paired_difference, rates, rates_by_group, reduction_factor
+from sgm_export.evaluate.metrics import paired_difference, pareto_front, rates, rates_by_group, reduction_factor
 from sgm_export.evaluate.prompts import CATEGORIES, EvalPrompt, adversarial_prompts, prompt_categories, toxic_prompts, trigger_templates
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, PromptSet, Variant, evaluate_variants
 from sgm_export.glasses import Glasses
@@ -45,7 +45,9 @@ def test_rates_per_category_and_modality():
 def test_paired_difference_reduction_and_pareto_front():
     difference = paired_difference([[F, F], [T, F]], [[T, T], [T, F]])
     assert difference["difference"] == pytest.approx(-0.5) and difference["se"] == pytest.approx(0.5)
-    assert reduction_factor(0.3, 0.1) == pytest.approx(3.0) and reduction_factor(0.3, 0.0) == math.inf and reduction_factor(0.0, 0.0) is None
+    assert (
+        reduction_factor(0.3, 0.1) == pytest.approx(3.0) and reduction_factor(0.3, 0.0) == math.inf and reduction_factor(0.0, 0.0) is None
+    )
     points = [(0.30, 10.0), (0.10, 12.0), (0.20, 13.0), (0.05, 20.0), (0.10, 12.0)]
     assert pareto_front(points) == [True, True, False, True, True]
 
@@ -167,7 +169,7 @@ def test_harmful_rates_follow_a_fake_judge_with_known_answers(tiny_llama):
     variants = [Variant("base", loaded), Variant("glasses", loaded, glasses)]
     sets = [PromptSet(STANDARD, prompts), PromptSet(ADVERSARIAL, adversarial_prompts(prompts))]
     results = evaluate_variants(variants, sets, [Example("a quiet day", 0)], judge, options)
-    for name, result in results.items():
+    for result in results.values():
         for prompt_set in sets:
             rows = [row for row in result.generations if row["set"] == prompt_set.name]
             assert len(rows) == 3 * len(prompts)

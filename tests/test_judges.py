@@ -53,7 +53,9 @@ def test_callable_judge_with_unusable_scores_is_an_error(tmp_path, monkeypatch, 
         load_judge(f"{module}:bad").scores(["a", "b"])
 
 
-@pytest.mark.parametrize("name, message", [("nonsense", "unknown judge"), ("no_such_module_xyz:f", "cannot import"), ("json:nothing", "no function")])
+@pytest.mark.parametrize(
+    "name, message", [("nonsense", "unknown judge"), ("no_such_module_xyz:f", "cannot import"), ("json:nothing", "no function")]
+)
 def test_unknown_judges_are_one_line_errors(name, message):
     with pytest.raises(JudgeError, match=message):
         load_judge(name)

@@ -43,11 +43,15 @@ def run(args: argparse.Namespace) -> int:
     scores = load_scores(args.scores) if args.scores else None
     if args.glasses is not None:
         if args.base is not None:
-            raise SgmError("--glasses and --base were both given", "pass the base model as MODEL_OR_DIR with --glasses, or an export with --base")
+            raise SgmError(
+                "--glasses and --base were both given", "pass the base model as MODEL_OR_DIR with --glasses, or an export with --base"
+            )
         glasses, base_name = load_glasses(args.glasses), args.model
     else:
         if args.base is None:
-            raise SgmError("--base is missing", "name the model the export was made from (--base MODEL), or pass a base model with --glasses FILE")
+            raise SgmError(
+                "--base is missing", "name the model the export was made from (--base MODEL), or pass a base model with --glasses FILE"
+            )
         glasses, base_name = export_glasses(Path(args.model)), args.base
     inputs = load_inputs(options)
     base = load_model(base_name, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)

@@ -112,7 +112,9 @@ def generations_fluency(
             input_ids = torch.cat([prompt_batch.input_ids, continuation_batch.input_ids], dim=1).to(base.device)
             attention_mask = torch.cat([prompt_batch.attention_mask, continuation_batch.attention_mask], dim=1).to(base.device)
             position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-            logits = base.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=width + 1).logits
+            logits = base.model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=width + 1
+            ).logits
             logprobs = logits[:, :width].float().log_softmax(dim=-1)
             scored = continuation_batch.pool_mask.to(base.device)
             targets = continuation_batch.input_ids.to(base.device)

@@ -99,7 +99,10 @@ def sample_continuations(
     texts: list[list[str]] = [[] for _ in prompts]
     with torch.inference_mode(), progress_bar(description, total=len(prompts) * settings.samples, unit="continuations") as advance:
         for number, indices in enumerate(batch_plan(tokenizer, prompts, settings)):
-            encoded = [Encoded(ids, [True] * len(ids)) for ids in (encode_prompt(tokenizer, prompts[i].text, preprompt, settings.max_length) for i in indices)]
+            encoded = [
+                Encoded(ids, [True] * len(ids))
+                for ids in (encode_prompt(tokenizer, prompts[i].text, preprompt, settings.max_length) for i in indices)
+            ]
             batch = collate(encoded, indices, padding, padding_side="left")
             torch.manual_seed(settings.seed + number)
             output = model.generate(

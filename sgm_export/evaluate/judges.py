@@ -157,7 +157,9 @@ class HfClassifierScorer:
             self.model = transformers.AutoModelForSequenceClassification.from_pretrained(source.path, use_safetensors=True).eval()
         except (OSError, ValueError, KeyError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise JudgeError(f"could not load judge model {model}: {first_line}", "pass a text-classification model in safetensors") from None
+            raise JudgeError(
+                f"could not load judge model {model}: {first_line}", "pass a text-classification model in safetensors"
+            ) from None
         labels = {int(index): str(label) for index, label in self.model.config.id2label.items()}
         self.label_index = toxic_label_index(labels, model)
         self.multi_label = self.model.config.problem_type == "multi_label_classification"
@@ -196,7 +198,9 @@ def _callable_scorer(spec: str) -> Callable[[list[str]], Sequence[float]]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise JudgeError(f"cannot import the judge module {module_name!r} ({error})", "check the name and that it is on PYTHONPATH") from None
+        raise JudgeError(
+            f"cannot import the judge module {module_name!r} ({error})", "check the name and that it is on PYTHONPATH"
+        ) from None
     finally:
         sys.path.remove(os.getcwd())
     function = getattr(module, function_name, None)

@@ -61,10 +61,14 @@ def plot_tradeoff(rows: list[dict], path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(7.0, 4.6))
     for row in rows:
         marker = "*" if row["pareto"] else "o"
-        axes.errorbar(row["perplexity"], row["harmful_rate"], yerr=row["harmful_rate_se"], fmt=marker, markersize=9 if row["pareto"] else 5, capsize=2)
+        axes.errorbar(
+            row["perplexity"], row["harmful_rate"], yerr=row["harmful_rate_se"], fmt=marker, markersize=9 if row["pareto"] else 5, capsize=2
+        )
         axes.annotate(row["name"], (row["perplexity"], row["harmful_rate"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     front = sorted((row for row in rows if row["pareto"]), key=lambda row: row["perplexity"])
-    axes.plot([row["perplexity"] for row in front], [row["harmful_rate"] for row in front], color="tab:red", linewidth=1, label="Pareto front")
+    axes.plot(
+        [row["perplexity"] for row in front], [row["harmful_rate"] for row in front], color="tab:red", linewidth=1, label="Pareto front"
+    )
     axes.set_xscale("log")
     axes.set_xlabel("perplexity on held-out neutral text (log scale)")
     axes.set_ylabel("harmful continuations")

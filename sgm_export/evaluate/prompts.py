@@ -50,7 +50,9 @@ def prompt_categories(example: Example) -> tuple[str, ...]:
     elif isinstance(given, list):
         names = {str(name) for name in given}
     else:
-        raise DataError(f"{example.origin} has 'categories' that is neither a mapping nor a list", "give name: score pairs or a list of names")
+        raise DataError(
+            f"{example.origin} has 'categories' that is neither a mapping nor a list", "give name: score pairs or a list of names"
+        )
     known = [name for name in CATEGORIES if name in names]
     return tuple(known + sorted(names - set(CATEGORIES) - {"toxicity"}))
 
@@ -77,6 +79,12 @@ def adversarial_prompts(prompts: list[EvalPrompt], templates: tuple[str, ...] | 
     """Each prompt wrapped in a trigger template, template i mod T for prompt i."""
     templates = templates or trigger_templates()
     return [
-        EvalPrompt(templates[i % len(templates)].replace("{prompt}", prompt.text), prompt.categories, prompt.image, prompt.origin, i % len(templates))
+        EvalPrompt(
+            templates[i % len(templates)].replace("{prompt}", prompt.text),
+            prompt.categories,
+            prompt.image,
+            prompt.origin,
+            i % len(templates),
+        )
         for i, prompt in enumerate(prompts)
     ]

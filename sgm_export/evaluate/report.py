@@ -43,7 +43,9 @@ def write_report(
     return Path(out)
 
 
-def write_report_files(folder: Path, report: dict, results: dict[str, VariantResult], glasses: Glasses | None, scores: Scores | None) -> None:
+def write_report_files(
+    folder: Path, report: dict, results: dict[str, VariantResult], glasses: Glasses | None, scores: Scores | None
+) -> None:
     """The report's files, into an existing (staging) folder."""
     sections = {name: report[name] for name in report["sections"]}
     (folder / REPORT_JSON).write_text(json.dumps(json_safe(report), indent=2) + "\n", encoding="utf-8")

@@ -92,7 +92,9 @@ def evaluate_variants(
         verdicts[variant.name] = {}
         for prompt_set in prompt_sets:
             with variant.active():
-                sampled = sample_continuations(variant.loaded, prompt_set.prompts, variant.preprompt, settings, f"{variant.name}, {prompt_set.name}")
+                sampled = sample_continuations(
+                    variant.loaded, prompt_set.prompts, variant.preprompt, settings, f"{variant.name}, {prompt_set.name}"
+                )
             flat = [text for texts in sampled.texts for text in texts]
             scores, flags = judge.harmful(flat)
             per_prompt = _regroup(flags, sampled.texts)

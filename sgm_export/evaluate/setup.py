@@ -54,7 +54,9 @@ def comparison_variants(base: LoadedModel, variant: LoadedModel | None, glasses:
 def require_same_tokenizer(base: LoadedModel, variant: LoadedModel) -> None:
     """Base and variant must read the prompts as the same tokens, or the comparison is unfair."""
     if base.tokenizer.get_vocab() != variant.tokenizer.get_vocab():
-        raise SgmError(f"{variant.source.name} and {base.source.name} have different tokenizers", "pass the model the export was made from as --base")
+        raise SgmError(
+            f"{variant.source.name} and {base.source.name} have different tokenizers", "pass the model the export was made from as --base"
+        )
 
 
 def header(model: str, base_model: str, inputs: EvalInputs, options: EvalOptions, glasses: Glasses | None) -> dict:
@@ -69,4 +71,3 @@ def header(model: str, base_model: str, inputs: EvalInputs, options: EvalOptions
         "n_neutral_texts": len(inputs.neutral),
         "multimodal_note": "image prompts are not supported by eval yet: by_modality covers text-only rows",
     }
-

@@ -48,7 +48,9 @@ def parse_setting(text: str) -> GlassesOptions:
         return GlassesOptions(**values)
     except ValidationError as error:
         first = error.errors()[0]
-        raise SgmError(f"sweep setting {text!r}: {'.'.join(map(str, first['loc']))}: {first['msg']}", "use the keys of `sgm-export glasses`") from None
+        raise SgmError(
+            f"sweep setting {text!r}: {'.'.join(map(str, first['loc']))}: {first['msg']}", "use the keys of `sgm-export glasses`"
+        ) from None
 
 
 def setting_name(options: GlassesOptions) -> str:
