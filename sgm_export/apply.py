@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from torch import nn
 
-from sgm_export.arch import Family, decoder_projections
+from sgm_export.arch import Family, decoder_projections, neuron_widths
 from sgm_export.glasses import Glasses
 
 
@@ -17,7 +17,7 @@ from sgm_export.glasses import Glasses
 def glasses_applied(model: nn.Module, family: Family, glasses: Glasses) -> Iterator[None]:
     """Inside the block, every decoder output projection sees its input times the scale."""
     projections = decoder_projections(model, family)
-    glasses.check_fits([int(p.weight.shape[family.input_axis()]) for p in projections], "the model")
+    glasses.check_fits(neuron_widths(model, family), "the model")
     handles = []
     for projection, scale in zip(projections, glasses.scales):
         on_device = scale.to(projection.weight.device, projection.weight.dtype)

@@ -87,3 +87,8 @@ def decoder_projections(model: nn.Module, family: Family) -> list[nn.Module]:
     """The output projection of every language-decoder layer, in layer order."""
     layers = model.get_submodule(family.layers)
     return [layer.get_submodule(family.down_proj) for layer in layers]
+
+
+def neuron_widths(model: nn.Module, family: Family) -> list[int]:
+    """d_ff of every decoder layer: the input width of its output projection."""
+    return [int(p.weight.shape[family.input_axis()]) for p in decoder_projections(model, family)]

@@ -27,6 +27,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sgm_export.arch import neuron_widths
     from sgm_export.errors import SgmError
     from sgm_export.evaluate.report import build_report, write_report
     from sgm_export.evaluate.runner import evaluate_variants
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.glasses is None:
         variant = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)
         require_same_tokenizer(base, variant)
+    glasses.check_fits(neuron_widths(base.model, base.family), base_name)
     variants = comparison_variants(base, variant, glasses, options.preprompt)
     results = evaluate_variants(variants, inputs.prompt_sets, inputs.neutral, inputs.judge, options)
     report = build_report(results, header(args.model, base_name, inputs, options, glasses))

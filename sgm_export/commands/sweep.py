@@ -28,6 +28,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sgm_export.arch import neuron_widths
     from sgm_export.evaluate.runner import evaluate_variants
     from sgm_export.evaluate.setup import header, load_inputs
     from sgm_export.evaluate.sweep import DEFAULT_SETTINGS, parse_setting, sweep_rows, sweep_variants, write_sweep
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     base = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)
     variants = sweep_variants(base, scores, settings, options.preprompt)
     for variant in variants[1:]:
-        variant.glasses.check_fits(scores.widths, "the scores")
+        variant.glasses.check_fits(neuron_widths(base.model, base.family), f"{args.model}")
     results = evaluate_variants(variants, inputs.prompt_sets, inputs.neutral, inputs.judge, options)
     rows = sweep_rows(results)
     write_sweep(args.out, rows, header(args.model, args.model, inputs, options, None), results, force=args.force)

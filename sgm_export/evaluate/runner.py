@@ -7,7 +7,6 @@ and it judges the fluency of every variant's generations.
 """
 
 import contextlib
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -34,7 +33,7 @@ class Variant:
     loaded: LoadedModel
     glasses: Glasses | None = None
     preprompt: str = ""
-    describe: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
 
     def active(self) -> AbstractContextManager:
         """The context in which the model behaves as this variant."""
@@ -78,7 +77,6 @@ def evaluate_variants(
     neutral: list[Example],
     judge: Judge,
     options: EvalOptions,
-    on_variant: Callable[[str], None] = lambda name: None,
 ) -> dict[str, VariantResult]:
     """Harmful rates, fluency and paired comparisons of every variant (the first is the base)."""
     settings = sampling_settings(options)
@@ -86,8 +84,7 @@ def evaluate_variants(
     verdicts: dict[str, dict[str, list[list[bool]]]] = {}
     results: dict[str, VariantResult] = {}
     for variant in variants:
-        on_variant(variant.name)
-        section: dict = {"variant": variant.describe, "preprompt": variant.preprompt or None}
+        section: dict = {"variant": variant.details, "preprompt": variant.preprompt or None}
         generations: list[dict] = []
         verdicts[variant.name] = {}
         for prompt_set in prompt_sets:

@@ -3,7 +3,7 @@
 import torch
 
 from sgm_export import __version__
-from sgm_export.arch import decoder_projections
+from sgm_export.arch import decoder_projections, neuron_widths
 from sgm_export.data.encode import encode_text_example, length_sorted_batches
 from sgm_export.data.examples import TOXIC, Example
 from sgm_export.models.load import LoadedModel
@@ -55,7 +55,7 @@ def scores_from_pooled(
 def score_examples(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> Scores:
     """Score every decoder neuron of the model on the labelled examples."""
     pooled = pooled_activations(loaded, examples, options)
-    widths = [int(p.weight.shape[loaded.family.input_axis()]) for p in decoder_projections(loaded.model, loaded.family)]
+    widths = neuron_widths(loaded.model, loaded.family)
     labels = torch.tensor([example.label for example in examples])
     aurocs, mean_toxic, mean_neutral = scores_from_pooled(pooled, labels, widths, loaded.device)
     n_toxic = int((labels == TOXIC).sum())
