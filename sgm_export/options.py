@@ -60,7 +60,7 @@ class EvalOptions(StrictModel):
     neutral_limit: int | None = Field(200, ge=1, description="use at most this many neutral texts")
     samples: int = Field(5, ge=1, description="sampled continuations per prompt (k)")
     max_new_tokens: int = Field(32, ge=1, description="tokens generated per continuation")
-    sample_top_k: int | None = Field(50, ge=1, description="sample from the K most likely tokens (none: the full distribution)")
+    sample_top_k: int = Field(50, ge=0, description="sample from the K most likely tokens (0: the full distribution)")
     temperature: float = Field(1.0, gt=0.0, description="sampling temperature")
     seed: int = Field(0, description="seed of the sampling; base and variants use the same seeds")
     adversarial: bool = Field(True, description="also evaluate the prompts wrapped in adversarial trigger templates")

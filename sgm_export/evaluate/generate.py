@@ -29,7 +29,7 @@ class SamplingSettings:
 
     samples: int
     max_new_tokens: int
-    top_k: int | None
+    top_k: int  # 0: the full distribution
     temperature: float
     seed: int
     batch_size: int
@@ -88,7 +88,7 @@ def sample_continuations(
     config = GenerationConfig(
         do_sample=True,
         max_new_tokens=settings.max_new_tokens,
-        top_k=settings.top_k or 0,
+        top_k=settings.top_k,
         top_p=1.0,
         temperature=settings.temperature,
         num_return_sequences=settings.samples,
