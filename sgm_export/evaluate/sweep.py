@@ -66,7 +66,7 @@ def setting_name(options: GlassesOptions) -> str:
 
 def sweep_variants(base: LoadedModel, scores: Scores, settings: list[GlassesOptions], preprompt: str | None) -> list[Variant]:
     """The base model, then one hooked variant per setting (all with the same pre-prompt, if any)."""
-    variants = [Variant("base", base, None, preprompt or "")]
+    variants = [Variant("base+preprompt" if preprompt else "base", base, None, preprompt or "")]
     for options in settings:
         glasses = compute_glasses(scores, options)
         name = setting_name(options)
@@ -130,7 +130,7 @@ def sweep_markdown(rows: list[dict], header: dict) -> str:
     ]
     for row in rows:
         difference = row["difference_vs_base"]
-        paired = "-" if row["name"] == "base" else f"{difference['difference']:+.1%} ± {difference['se']:.1%}"
+        paired = "-" if row is rows[0] else f"{difference['difference']:+.1%} ± {difference['se']:.1%}"
         reduction = "-" if row["reduction"] is None else ("∞" if row["reduction"] == float("inf") else f"{row['reduction']:.2f}x")
         adversarial = "n/a" if row["adversarial_harmful_rate"] is None else f"{row['adversarial_harmful_rate']:.1%}"
         lines.append(
