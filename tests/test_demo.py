@@ -22,7 +22,9 @@ def test_demo_model_is_converted_once_and_cached():
 def test_run_demo_recipe_on_a_few_dozen_examples(tmp_path):
     out = tmp_path / "demo"
     small_eval = ["--set", "eval.limit=3", "--set", "eval.samples=2", "--set", "eval.max_new_tokens=6", "--set", "eval.neutral_limit=3"]
-    result = sgm("run", "recipes/demo.yaml", "--out", out, "--set", "score.limit=24", "--set", "export.link=true", *small_eval, timeout=1800)
+    result = sgm(
+        "run", "recipes/demo.yaml", "--out", out, "--set", "score.limit=24", "--set", "export.link=true", *small_eval, timeout=1800
+    )
     assert result.code == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_examples"] == {"toxic": 24, "neutral": 24}
