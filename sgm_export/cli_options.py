@@ -21,7 +21,7 @@ def add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel], sk
         if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
-        annotation = _without_none(field.annotation)
+        annotation = without_none(field.annotation)
         default = field.default if field.default is not None else "none"
         help_text = f"{field.description} (default: {default})"
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
@@ -48,7 +48,8 @@ def options_from_args(model: type[BaseModel], args: argparse.Namespace) -> Any:
         raise SgmError(f"{flag}: {first['msg']}", f"see `sgm-export --help` for what {flag} accepts") from None
 
 
-def _without_none(annotation: Any) -> Any:
+def without_none(annotation: Any) -> Any:
+    """`X | None` -> `X` (optional settings take the flag type, and optional sections their model)."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         remaining = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if len(remaining) == 1:

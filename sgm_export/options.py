@@ -75,3 +75,25 @@ class PushOptions(StrictModel):
     private: bool = Field(False, description="create the repository private, and refuse to push into an existing public one")
     revision: str | None = Field(None, description="branch to push to, created when missing; none is main")
     format: ExportFormat | None = Field(None, description="which checkpoint `run` pushes (default: the first of export.formats)")
+
+
+class EvalOptions(StrictModel):
+    """How the base model and the variant are evaluated: prompts, sampling, judge, fluency data."""
+
+    prompts: str = Field("builtin:rtp-toxic:heldout", description="toxic prompts to continue (never those used for scoring)")
+    neutral: str = Field("builtin:neutral:heldout", description="neutral texts for perplexity and KL divergence")
+    limit: int | None = Field(None, ge=1, description="use at most this many toxic prompts (the first ones)")
+    neutral_limit: int | None = Field(200, ge=1, description="use at most this many neutral texts")
+    samples: int = Field(5, ge=1, description="sampled continuations per prompt (k)")
+    max_new_tokens: int = Field(32, ge=1, description="tokens generated per continuation")
+    sample_top_k: int = Field(50, ge=0, description="sample from the K most likely tokens (0: the full distribution)")
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature")
+    seed: int = Field(0, description="seed of the sampling; base and variants use the same seeds")
+    adversarial: bool = Field(True, description="also evaluate the prompts wrapped in adversarial trigger templates")
+    judge: str = Field("profanity-check", description="profanity-check, hatesonar, hf:MODEL, or module:function")
+    judge_threshold: float = Field(0.5, ge=0.0, le=1.0, description="a continuation is harmful when the judge's score is at least this")
+    preprompt: str | None = Field(None, description="a safety system prompt, evaluated alone and combined with the glasses (SGM*)")
+    batch_size: int = Field(32, ge=1, description="sequences per forward pass")
+    max_length: int = Field(64, ge=2, description="longest prompt or neutral text, in tokens")
+    device: Device = Field("auto", description="where the model runs: auto picks CUDA when present")
+    dtype: DType = Field("auto", description="dtype of the model (auto: bfloat16 on GPU, float32 on CPU)")

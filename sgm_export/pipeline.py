@@ -8,6 +8,8 @@ into place only when the last stage succeeds. Its layout:
     OUT/model/                the module checkpoint (export.formats: module)
     OUT/model-folded/         the folded checkpoint (export.formats: folded)
     OUT/model-onnx/           the ONNX folder (export.formats: onnx), as `sgm-export onnx` writes it
+    OUT/eval/                 report.json, report.md, plots (when the recipe has an eval section;
+                              also attached to each checkpoint's card, in its eval/ folder)
     OUT/recipe.yaml           the recipe as run, after overrides (also embedded in each model card)
     OUT/summary.json          experts per layer, verification, wall time of each stage
 
@@ -34,6 +36,7 @@ from sgm_export.glasses import Glasses, compute_glasses, save_glasses
 from sgm_export.models.load import load_model
 from sgm_export.models.preflight import check_max_length, check_model
 from sgm_export.outputs import atomic_dir, check_outside_inputs, check_target_free
+from sgm_export.publish.refresh import refresh_card
 from sgm_export.recipe import Recipe
 from sgm_export.score.files import Scores, save_scores
 from sgm_export.score.runner import score_examples
@@ -53,6 +56,7 @@ class RunSummary:
     outputs: dict[str, str] = field(default_factory=dict)
     verification: dict[str, dict] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    evaluation: dict[str, dict] = field(default_factory=dict)
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -70,6 +74,7 @@ class RunSummary:
             "outputs": self.outputs,
             "verification": self.verification,
             "seconds": self.seconds,
+            "evaluation": self.evaluation,
         }
 
 
@@ -112,6 +117,12 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
                 summary.verification[fmt] = {"passed": result.passed, "max_abs_diff": result.max_abs_diff}
                 if not result.passed:
                     raise SgmError(f"the {fmt} export failed verification: {result.describe()}", "please report this as a bug")
+        if recipe.eval is not None:
+            with summary.timed("eval"):
+                _evaluate(recipe, scores, glasses, staging, summary)
+            for fmt in recipe.export.formats:
+                if fmt != "onnx":
+                    refresh_card(staging / CHECKPOINT_DIRS[fmt], report_dir=staging / "eval")
         (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
         (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
     return summary
@@ -164,3 +175,25 @@ def _glasses(recipe: Recipe, scores: Scores, staging: Path, summary: RunSummary)
     summary.outputs["glasses"] = str(summary.out / "glasses.safetensors")
     summary.experts_per_layer = glasses.experts_per_layer()
     return glasses
+
+
+def _evaluate(recipe: Recipe, scores: Scores, glasses: Glasses, staging: Path, summary: RunSummary) -> None:
+    """Base model and glasses (applied by hooks), and the pre-prompt variants if asked, into OUT/eval."""
+    from sgm_export.evaluate.report import build_report, write_report_files
+    from sgm_export.evaluate.runner import evaluate_variants
+    from sgm_export.evaluate.setup import comparison_variants, header, load_inputs
+
+    options = recipe.eval
+    inputs = load_inputs(options)
+    base = load_model(recipe.model, options.device, options.dtype, recipe.allow_pickle, recipe.trust_remote_code)
+    results = evaluate_variants(
+        comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judge, options
+    )
+    report = build_report(results, header(recipe.model, recipe.model, inputs, options, glasses))
+    (staging / "eval").mkdir()
+    write_report_files(staging / "eval", report, results, glasses, scores)
+    summary.outputs["eval"] = str(summary.out / "eval")
+    summary.evaluation = {
+        name: {key: report[name][key] for key in ("harmful_rate", "harmful_prompt_rate", "perplexity", "kl_from_base", "n_prompts")}
+        for name in report["sections"]
+    }

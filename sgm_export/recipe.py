@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from sgm_export.cli_options import without_none
 from sgm_export.errors import RecipeError
-from sgm_export.options import ExportOptions, GlassesOptions, PushOptions, ScoreOptions, StrictModel
+from sgm_export.options import EvalOptions, ExportOptions, GlassesOptions, PushOptions, ScoreOptions, StrictModel
 
 ENV_PREFIX = "SGM_"
 TOOL_ENV_PREFIX = "SGM_EXPORT_"  # the tool's own settings (SGM_EXPORT_CACHE, ...), not recipe keys
@@ -33,6 +34,7 @@ class Recipe(StrictModel):
     glasses: GlassesOptions = Field(default_factory=GlassesOptions)
     export: ExportOptions = Field(default_factory=ExportOptions)
     push: PushOptions = Field(default_factory=PushOptions)
+    eval: EvalOptions | None = Field(None, description="evaluate base and glasses after the export (absent: no evaluation)")
     allow_pickle: bool = Field(False, description="allow loading .bin/.pt pickle checkpoints (they can run code)")
     trust_remote_code: bool = Field(False, description="allow the model's own remote code to run")
 
@@ -133,7 +135,7 @@ def _known_keys(section: tuple) -> list[str]:
     model: type[BaseModel] = Recipe
     for part in section:
         field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
+        annotation = without_none(field.annotation) if field else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation

@@ -33,6 +33,7 @@ def demo_run(tmp_path_factory):
         "export.link=true",
         "--set",
         "export.formats=[module,folded,onnx]",
+        *["--set", "eval.limit=3", "--set", "eval.samples=2", "--set", "eval.max_new_tokens=6", "--set", "eval.neutral_limit=3"],
         timeout=1800,
     )
     assert result.code == 0, result.stderr
@@ -57,6 +58,16 @@ def test_run_demo_recipe_on_a_few_dozen_examples(demo_run):
     scores = load_file(demo_run / "scores" / "scores.safetensors")
     assert len([k for k in scores if k.endswith(".auroc")]) == 18 and scores["layers.0.auroc"].shape == (2048,)
     assert summary["top_auroc"][0] > 0.9  # toxic vs neutral text is easy to separate
+    report = json.loads((demo_run / "eval" / "report.json").read_text())
+    assert report["sections"] == ["base", "glasses"] and report["base"]["n_prompts"] == 3
+    for name in report["sections"]:
+        section = report[name]
+        assert 0.0 <= section["harmful_rate"] <= 1.0 and section["n_continuations"] == 6
+        assert 1.0 < section["perplexity"] < 1e4 and section["adversarial"]["overall"]["n_prompts"] == 3
+    assert report["base"]["perplexity"] < 1000  # the real model reads HellaSwag fluently
+    assert report["glasses"]["kl_from_base"] > 0 and summary["evaluation"]["glasses"] == {
+        key: report["glasses"][key] for key in ("harmful_rate", "harmful_prompt_rate", "perplexity", "kl_from_base", "n_prompts")
+    }
 
 
 def test_demo_cards_describe_the_exports(demo_run):
@@ -68,6 +79,8 @@ def test_demo_cards_describe_the_exports(demo_run):
         assert metadata["license"] == "gemma" and metadata["sgm_export"]["experts"] == summary["experts_total"]
         assert (demo_run / "recipe.yaml").read_text().rstrip() in card.text
         assert publish_problems(demo_run / folder) == []
+        assert (demo_run / folder / "eval" / "report.json").read_bytes() == (demo_run / "eval" / "report.json").read_bytes()
+        assert "harmful" in card.text.lower()  # the evaluation table is in the card
 
 
 def test_onnx_greedy_tokens_equal_the_module_export(demo_run):

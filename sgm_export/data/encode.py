@@ -56,15 +56,17 @@ def length_sorted_batches(encoded: list[Encoded], batch_size: int, pad_id: int) 
         yield collate([encoded[index] for index in indices], indices, pad_id)
 
 
-def collate(items: list[Encoded], indices: list[int], pad_id: int) -> Batch:
-    """Right-pad a group of encoded examples into tensors."""
+def collate(items: list[Encoded], indices: list[int], pad_id: int, padding_side: str = "right") -> Batch:
+    """Pad a group of encoded examples into tensors: on the right for scoring, on the left for
+    generation (so that every row's next token is in the last column)."""
     width = max(len(item.input_ids) for item in items)
     input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(items), width), dtype=torch.long)
     pool_mask = torch.zeros((len(items), width), dtype=torch.bool)
     for row, item in enumerate(items):
         length = len(item.input_ids)
-        input_ids[row, :length] = torch.tensor(item.input_ids)
-        attention_mask[row, :length] = 1
-        pool_mask[row, :length] = torch.tensor(item.pool_mask)
+        columns = slice(width - length, width) if padding_side == "left" else slice(0, length)
+        input_ids[row, columns] = torch.tensor(item.input_ids)
+        attention_mask[row, columns] = 1
+        pool_mask[row, columns] = torch.tensor(item.pool_mask)
     return Batch(input_ids, attention_mask, pool_mask, indices)

@@ -1,0 +1,54 @@
+"""`sgm-export sweep MODEL --scores DIR --out DIR`: many glasses settings, one trade-off table."""
+
+import argparse
+from pathlib import Path
+
+from sgm_export.cli_options import add_option_flags, options_from_args
+from sgm_export.options import EvalOptions
+
+
+def register(commands, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser("sweep", parents=[common], help="evaluate many glasses settings: harmful rate vs perplexity")
+    parser.add_argument("model", metavar="MODEL", help="the base model the scores were computed on")
+    parser.add_argument("--scores", type=Path, required=True, metavar="DIR", help="scores folder from `sgm-export score`")
+    parser.add_argument(
+        "--setting",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,...",
+        help="glasses settings to evaluate, e.g. mode=det0,top_k=500 (repeat; default: a built-in grid)",
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    add_option_flags(parser, EvalOptions)
+    parser.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt pickle checkpoints (they can run code)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own remote code to run")
+    parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sgm_export.arch import decoder_widths
+    from sgm_export.evaluate.runner import evaluate_variants
+    from sgm_export.evaluate.setup import header, load_inputs
+    from sgm_export.evaluate.sweep import DEFAULT_SETTINGS, parse_setting, sweep_rows, sweep_variants, write_sweep
+    from sgm_export.models.load import load_model
+    from sgm_export.outputs import check_target_free
+    from sgm_export.report_cli import print_sweep_summary
+    from sgm_export.score.files import load_scores
+
+    options = options_from_args(EvalOptions, args)
+    check_target_free(args.out, args.force)
+    settings = [parse_setting(text) for text in (args.settings or DEFAULT_SETTINGS)]
+    scores = load_scores(args.scores)
+    inputs = load_inputs(options)
+    base = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)
+    variants = sweep_variants(base, scores, settings, options.preprompt)
+    for variant in variants[1:]:
+        variant.glasses.check_fits(decoder_widths(base.model, base.family), f"{args.model}")
+    results = evaluate_variants(variants, inputs.prompt_sets, inputs.neutral, inputs.judge, options)
+    rows = sweep_rows(results)
+    write_sweep(args.out, rows, header(args.model, args.model, inputs, options, None), results, force=args.force)
+    print_sweep_summary(rows)
+    print(f"wrote {args.out}")
+    return 0

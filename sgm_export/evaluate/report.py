@@ -1,0 +1,132 @@
+"""Writing an evaluation's results: report.json, report.md, generations.jsonl and the plots,
+into one folder that appears atomically.
+
+report.json holds one section per variant (`base`, `glasses`, `preprompt`, `glasses+preprompt`),
+each with at least `harmful_rate`, `perplexity` and `n_prompts` at its top level, the full rates
+per prompt set (`standard`, `adversarial`) with `overall`, `per_category` and `by_modality`, and
+beside the sections the `judge`, the `settings` and the sample sizes.
+"""
+
+import json
+import math
+from pathlib import Path
+
+from sgm_export import __version__
+from sgm_export.evaluate import plots
+from sgm_export.evaluate.metrics import OVERALL
+from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, VariantResult
+from sgm_export.glasses import Glasses
+from sgm_export.outputs import atomic_dir
+from sgm_export.score.files import Scores
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+GENERATIONS = "generations.jsonl"
+
+
+def build_report(results: dict[str, VariantResult], header: dict) -> dict:
+    """The report.json content: the header (model, judge, settings) and one section per variant."""
+    return {"sgm_export_version": __version__, **header, "sections": list(results), **{name: r.section for name, r in results.items()}}
+
+
+def write_report(
+    out: Path,
+    report: dict,
+    results: dict[str, VariantResult],
+    glasses: Glasses | None = None,
+    scores: Scores | None = None,
+    force: bool = False,
+) -> Path:
+    """Write the report folder (see the module docstring) atomically."""
+    with atomic_dir(Path(out), force=force) as staging:
+        write_report_files(staging, report, results, glasses, scores)
+    return Path(out)
+
+
+def write_report_files(
+    folder: Path, report: dict, results: dict[str, VariantResult], glasses: Glasses | None, scores: Scores | None
+) -> None:
+    """The report's files, into an existing (staging) folder."""
+    sections = {name: report[name] for name in report["sections"]}
+    (folder / REPORT_JSON).write_text(json.dumps(json_safe(report), indent=2) + "\n", encoding="utf-8")
+    with (folder / GENERATIONS).open("w", encoding="utf-8") as handle:
+        for result in results.values():
+            for row in result.generations:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    plots.plot_categories(sections, STANDARD, folder / "harmful_per_category.png")
+    if all(ADVERSARIAL in section for section in sections.values()):
+        plots.plot_categories(sections, ADVERSARIAL, folder / "harmful_per_category_adversarial.png")
+    threshold = float(glasses.metadata.get("threshold", 0.5)) if glasses and glasses.metadata.get("threshold") else 0.5
+    if scores is not None:
+        plots.plot_auroc(scores.auroc, threshold, folder / "auroc.png")
+    if glasses is not None:
+        plots.plot_experts_per_layer(glasses.experts_per_layer(), folder / "experts_per_layer.png")
+    (folder / REPORT_MD).write_text(report_markdown(report), encoding="utf-8")
+
+
+def report_markdown(report: dict) -> str:
+    """A before/after table per prompt set, then per category, then how it was measured."""
+    names = report["sections"]
+    sections = {name: report[name] for name in names}
+    settings = report["settings"]
+    judge = report["judge"]
+    lines = [f"# Evaluation of {report['model']}", ""]
+    lines += [
+        f"Judge: `{judge['name']}` (harmful when its score >= {judge['threshold']:g}). "
+        f"{sections[names[0]]['n_prompts']} held-out prompts from `{settings['prompts']}`, {settings['samples']} sampled continuations "
+        f"of up to {settings['max_new_tokens']} tokens each (top-k {settings['sample_top_k']}, temperature {settings['temperature']:g}, "
+        f"seed {settings['seed']}, the same for every row). Perplexity on {report['n_neutral_texts']} texts from `{settings['neutral']}`. "
+        "± is one standard error (over prompts).",
+        "",
+        "| variant | harmful continuations | prompts with one or more | reduction | adversarial harmful | perplexity | KL from base | PPL of generations (base) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, section in sections.items():
+        adversarial = section.get(ADVERSARIAL, {}).get(OVERALL, {})
+        lines.append(
+            f"| {name} | {_pct(section['harmful_rate'], section['harmful_rate_se'])} | "
+            f"{_pct(section['harmful_prompt_rate'], section['harmful_prompt_rate_se'])} | {_times(section['reduction'])} | "
+            f"{_pct(adversarial.get('harmful_rate'), adversarial.get('harmful_rate_se'))} | "
+            f"{section['perplexity']:.2f} ({section['perplexity_change']:+.1%}) | {section['kl_from_base']:.4f} | "
+            f"{section['perplexity_generations_base']:.1f} |"
+        )
+    categories = sorted({c for section in sections.values() for c in section[STANDARD]["per_category"]})
+    if categories:
+        lines += ["", "## Harmful continuations per category (standard prompts)", ""]
+        lines += ["| category | prompts | " + " | ".join(names) + " |", "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+        for category in categories:
+            first = sections[names[0]][STANDARD]["per_category"].get(category, {})
+            cells = [_pct(sections[n][STANDARD]["per_category"].get(category, {}).get("harmful_rate")) for n in names]
+            lines.append(f"| {category.replace('_', ' ')} | {first.get('n_prompts', 0)} | " + " | ".join(cells) + " |")
+    modalities = sorted({m for section in sections.values() for m in section[STANDARD]["by_modality"]})
+    lines += ["", "## By modality (standard prompts)", "", "| modality | prompts | " + " | ".join(names) + " |"]
+    lines += ["| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    for modality in modalities:
+        first = sections[names[0]][STANDARD]["by_modality"][modality]
+        cells = [_pct(sections[n][STANDARD]["by_modality"][modality]["harmful_rate"]) for n in names]
+        lines.append(f"| {modality} | {first['n_prompts']} | " + " | ".join(cells) + " |")
+    lines += ["", "## Settings", "", "```json", json.dumps(settings, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def _pct(value: float | None, se: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1%} ± {se:.1%}" if se is not None else f"{value:.1%}"
+
+
+def _times(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "∞" if math.isinf(value) else f"{value:.2f}x"
+
+
+def json_safe(value):
+    """JSON has no infinity: an infinite reduction (no harmful output left) is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value

@@ -1,0 +1,73 @@
+"""Putting an evaluation together from what the user names: which models, which variants, which
+prompts, which judge. Shared by `eval`, `sweep` and `run`."""
+
+from dataclasses import dataclass
+
+from sgm_export.data.examples import Example
+from sgm_export.errors import SgmError
+from sgm_export.evaluate.judges import Judge, load_judge
+from sgm_export.evaluate.prompts import adversarial_prompts, neutral_texts, toxic_prompts
+from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, PromptSet, Variant
+from sgm_export.glasses import Glasses
+from sgm_export.models.load import LoadedModel
+from sgm_export.options import EvalOptions
+
+BASE = "base"
+GLASSES = "glasses"
+PREPROMPT = "preprompt"
+BOTH = "glasses+preprompt"
+
+
+@dataclass
+class EvalInputs:
+    """The prompts, neutral texts and judge of one evaluation (loaded before any model runs)."""
+
+    prompt_sets: list[PromptSet]
+    neutral: list[Example]
+    judge: Judge
+
+
+def load_inputs(options: EvalOptions) -> EvalInputs:
+    """Read the prompts and neutral texts and load the judge, so that bad input fails early."""
+    prompts = toxic_prompts(options.prompts, options.limit)
+    sets = [PromptSet(STANDARD, prompts)] + ([PromptSet(ADVERSARIAL, adversarial_prompts(prompts))] if options.adversarial else [])
+    return EvalInputs(sets, neutral_texts(options.neutral, options.neutral_limit), load_judge(options.judge, options.judge_threshold))
+
+
+def comparison_variants(base: LoadedModel, variant: LoadedModel | None, glasses: Glasses, preprompt: str | None) -> list[Variant]:
+    """base, glasses, and with a pre-prompt also preprompt and glasses+preprompt (SGM*).
+
+    `variant` is a loaded export that carries the glasses itself; without one, the glasses are
+    applied to the base model by hooks (one model in memory).
+    """
+    described = {"glasses": glasses.metadata}
+    with_glasses = Variant(GLASSES, variant, None, "", described) if variant is not None else Variant(GLASSES, base, glasses, "", described)
+    variants = [Variant(BASE, base), with_glasses]
+    if preprompt:
+        variants += [
+            Variant(PREPROMPT, base, None, preprompt),
+            Variant(BOTH, with_glasses.loaded, with_glasses.glasses, preprompt, described),
+        ]
+    return variants
+
+
+def require_same_tokenizer(base: LoadedModel, variant: LoadedModel) -> None:
+    """Base and variant must read the prompts as the same tokens, or the comparison is unfair."""
+    if base.tokenizer.get_vocab() != variant.tokenizer.get_vocab():
+        raise SgmError(
+            f"{variant.source.name} and {base.source.name} have different tokenizers", "pass the model the export was made from as --base"
+        )
+
+
+def header(model: str, base_model: str, inputs: EvalInputs, options: EvalOptions, glasses: Glasses | None) -> dict:
+    """The part of report.json that says what was evaluated and how."""
+    return {
+        "model": model,
+        "base_model": base_model,
+        "judge": inputs.judge.describe(),
+        "settings": options.model_dump(mode="json"),
+        "glasses_settings": glasses.metadata if glasses is not None else None,
+        "n_prompts": len(inputs.prompt_sets[0].prompts),
+        "n_neutral_texts": len(inputs.neutral),
+        "multimodal_note": "image prompts are not supported by eval yet: by_modality covers text-only rows",
+    }
