@@ -29,7 +29,8 @@ import torch  # noqa: E402
 from sgm_export.data.sources import read_sources  # noqa: E402
 from sgm_export.models.load import load_model  # noqa: E402
 from sgm_export.options import ScoreOptions  # noqa: E402
-from sgm_export.score.runner import example_batches, pooled_activations  # noqa: E402
+from sgm_export.score.batching import BatchPlan  # noqa: E402
+from sgm_export.score.runner import batch_source, pooled_activations  # noqa: E402
 from tests.llava_gemma import IMAGE_TOKEN, llava_gemma_dir  # noqa: E402
 
 
@@ -47,7 +48,9 @@ def pooled_shares(loaded, examples, options) -> dict:
     """Per row: tokens in the sequence, image tokens, pooled tokens; and that no image token is pooled."""
     image_id = loaded.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     rows = []
-    for batch in example_batches(loaded, examples, options):
+    source = batch_source(loaded, examples, options)
+    for positions in BatchPlan(source.groups, options.batch_size):
+        batch = source.make_batch(positions)
         real = batch.attention_mask.bool()
         for row in range(len(batch.indices)):
             ids = batch.input_ids[row][real[row]]

@@ -29,6 +29,8 @@ def add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel], sk
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(annotation) is Literal:
             parser.add_argument(flag, choices=typing.get_args(annotation), **kwargs)
+        elif words := literal_words(annotation):
+            parser.add_argument(flag, type=number_or(words), metavar="N|" + "|".join(words), **kwargs)
         elif typing.get_origin(annotation) is list:
             (item,) = typing.get_args(annotation)
             choices = typing.get_args(item) if typing.get_origin(item) is Literal else None
@@ -46,6 +48,27 @@ def options_from_args(model: type[BaseModel], args: argparse.Namespace) -> Any:
         first = error.errors()[0]
         flag = "--" + str(first["loc"][0]).replace("_", "-")
         raise SgmError(f"{flag}: {first['msg']}", f"see `sgm-export --help` for what {flag} accepts") from None
+
+
+def literal_words(annotation: Any) -> tuple[str, ...]:
+    """The words of a `number | Literal[...]` setting (`batch_size: int | "auto"`), else ()."""
+    if not (isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union):
+        return ()
+    return tuple(word for arg in typing.get_args(annotation) if typing.get_origin(arg) is Literal for word in typing.get_args(arg))
+
+
+def number_or(words: tuple[str, ...]):
+    """An argparse type: one of `words` as it is, anything else as a number (validated later)."""
+
+    def parse(value: str) -> str | float:
+        if value in words:
+            return value
+        try:
+            return float(value) if "." in value else int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number or {' or '.join(words)}, got {value!r}") from None
+
+    return parse
 
 
 def without_none(annotation: Any) -> Any:

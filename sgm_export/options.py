@@ -5,13 +5,14 @@ command line (each field becomes a `--flag`, see `cli_options.py`) and the Pytho
 descriptions are the help texts.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Pool = Literal["mean", "max"]
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
+DeviceMap = Literal["auto", "balanced", "sequential"]
 Mode = Literal["aura", "damp", "det0"]
 ExportFormat = Literal["module", "folded", "onnx"]
 OnnxDType = Literal["float32", "float16"]
@@ -28,10 +29,18 @@ class ScoreOptions(StrictModel):
     """How neurons are recorded and pooled."""
 
     pool: Pool = Field("mean", description="pool each neuron over the text tokens by mean (default) or max (as in AurA)")
-    batch_size: int = Field(16, ge=1, description="examples per forward pass")
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        16, description="examples per forward pass; auto: the largest that fits (halved on running out of GPU memory)"
+    )
     max_length: int = Field(128, ge=2, description="longest token sequence; longer examples are cut")
     device: Device = Field("auto", description="where the forward passes run: auto picks CUDA when present")
     dtype: DType = Field("auto", description="dtype of the forward passes (auto: bfloat16 on GPU, float32 on CPU)")
+    device_map: DeviceMap | None = Field(
+        None, description="spread a model too large for one GPU over all of them (accelerate's device_map: auto, balanced, sequential)"
+    )
+    store_budget_mb: float | None = Field(
+        None, ge=0, description="GPU memory for pooled activations before they spill to host memory (default: half the free memory)"
+    )
     limit: int | None = Field(None, ge=1, description="use at most this many examples from each data source")
 
 

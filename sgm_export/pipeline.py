@@ -157,6 +157,7 @@ def _score(recipe: Recipe, examples: list[Example], staging: Path, summary: RunS
             dtype=recipe.score.dtype,
             allow_pickle=recipe.allow_pickle,
             trust_remote_code=recipe.trust_remote_code,
+            device_map=recipe.score.device_map,
         )
     with summary.timed("score"):
         scores = score_examples(loaded, examples, recipe.score, sources=recipe.data)

@@ -37,8 +37,9 @@ def progress_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int, unit: str = "examples") -> Iterator[Callable[[int], None]]:
-    """Yield `advance(n)`; draws a bar with the rate in `unit`s per second."""
+def progress_bar(description: str, total: int, unit: str = "examples", enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """Yield `advance(n)`; draws a bar with the rate in `unit`s per second (unless not `enabled`:
+    one bar is enough when several processes share the work)."""
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -47,7 +48,7 @@ def progress_bar(description: str, total: int, unit: str = "examples") -> Iterat
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(file=sys.stderr),
-        disable=not progress_enabled(),
+        disable=not (enabled and progress_enabled()),
         transient=False,
     )
     with progress:

@@ -82,8 +82,11 @@ def test_torch_steps_equal_numpy_steps():
     rows = torch.randn(300, 80, generator=generator)
     rows[:30] = rows[:30].round()  # ties
     positive = torch.rand(80, generator=generator) < 0.5
-    expected = _rank_sums_numpy(rows.numpy(), positive.numpy(), chunk_size=64)
-    np.testing.assert_array_equal(_rank_sums_torch(rows, positive, chunk_size=64).numpy(), expected)
+    expected = _rank_sums_numpy(rows.numpy(), positive.numpy())
+    np.testing.assert_array_equal(_rank_sums_torch(rows, positive).numpy(), expected)
+    strided = rows.T.contiguous().T  # rows of an example-major matrix, as `auroc` gets them: strided
+    np.testing.assert_array_equal(_rank_sums_numpy(strided.numpy(), positive.numpy()), expected)
+    np.testing.assert_array_equal(_rank_sums_torch(strided, positive).numpy(), expected)
 
 
 @settings(max_examples=80, deadline=None)

@@ -12,8 +12,9 @@ from sgm_export.data.examples import Example
 from sgm_export.data.sources import read_source
 from sgm_export.models.load import load_model
 from sgm_export.options import ScoreOptions
-from sgm_export.score.overflow import ActivationOverflowError, require_finite
+from sgm_export.score.overflow import ActivationOverflowError, check_finite
 from sgm_export.score.runner import pooled_activations, score_examples
+from sgm_export.score.store import PooledStore
 from tests.tiny import overflowing_copy
 
 
@@ -94,9 +95,16 @@ def test_float16_overflow_is_an_error_never_nan_scores(tiny_llama, labelled_json
     assert pooled.abs().max() > torch.finfo(torch.float16).max  # the values float16 could not hold
 
 
-def test_non_finite_activations_in_float32_point_at_the_weights():
-    pooled = torch.zeros(2, 10)
-    pooled[1, 7] = float("nan")
+@pytest.mark.parametrize("budget_rows", [0, 1, 3])
+def test_non_finite_activations_in_float32_point_at_the_weights(budget_rows):
+    """Wherever the bad row is kept (on the "device" or spilled to the host), the check finds it."""
+    clean = PooledStore(3, device_budget_bytes=budget_rows * 10 * 4)
+    clean.add([0, 1, 2], torch.zeros(3, 10))
+    check_finite(clean, [4, 6], torch.float16, ["a", "b", "c"])
+    store = PooledStore(3, device_budget_bytes=budget_rows * 10 * 4)
+    store.add([2, 0], torch.zeros(2, 10))
+    pooled = torch.zeros(1, 10)
+    pooled[0, 7] = float("nan")
+    store.add([1], pooled)
     with pytest.raises(ActivationOverflowError, match=r"NaN or infinite in float32 \(layer 1 .* on b\).*weights"):
-        require_finite(pooled, [4, 6], torch.float32, ["a", "b"])
-    require_finite(torch.zeros(2, 10), [4, 6], torch.float16, ["a", "b"])
+        check_finite(store, [4, 6], torch.float32, ["a", "b", "c"])

@@ -4,6 +4,8 @@ the recipe has `push.repo_id` (the token is checked first, so a missing one fail
 import argparse
 from pathlib import Path
 
+from sgm_export.errors import SgmError
+
 
 def register(commands, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser("run", parents=[common], help="all stages of a recipe in one go")
@@ -22,7 +24,14 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
     recipe = load_recipe(args.recipe, overrides)  # a bad recipe is reported before torch is imported
 
-    from sgm_export.errors import SgmError
+    from sgm_export.score.distributed import launched_share
+
+    if launched_share().world > 1:
+        raise SgmError(
+            "run is one process, but torchrun started several",
+            "score with `torchrun ... -m sgm_export score`, then run glasses and export once (see docs/scale.md)",
+        )
+
     from sgm_export.pipeline import pushed_folder, run_recipe
     from sgm_export.publish.hub import check_repo_id, hub_account, push_folder
     from sgm_export.report_cli import print_run_summary

@@ -1,10 +1,12 @@
 """`sgm-export score MODEL --data SRC --out DIR`: rate every decoder MLP neuron by AUROC."""
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from sgm_export.cli_options import add_option_flags, options_from_args
+from sgm_export.errors import SgmError
 from sgm_export.options import ScoreOptions
 
 
@@ -43,20 +45,38 @@ def run(args: argparse.Namespace) -> int:
     check_outside_inputs(args.out, [checked.source.path, *map(Path, args.data)])
 
     from sgm_export.models.load import load_model
+    from sgm_export.score import distributed
     from sgm_export.score.files import save_scores
     from sgm_export.score.runner import score_examples
-    from sgm_export.score.store import default_chunk_bytes, fingerprint, resumable_store
+    from sgm_export.score.store import PooledStore, default_chunk_bytes, device_budget_bytes, fingerprint, resumable_store
 
+    share = distributed.launched_share()
+    if share.world > 1 and args.resume:
+        raise SgmError("--resume works for a single process, not for one of several started by torchrun", "score again without --resume")
     chunk_bytes = default_chunk_bytes()
-    loaded = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)
-    with resumable_store(args.out, fingerprint(loaded, examples, options), len(examples), args.resume, chunk_bytes) as store:
+    device, gpus = distributed.rank_placement(options.device, options.device_map, share)
+    loaded = load_model(args.model, device, options.dtype, args.allow_pickle, args.trust_remote_code, options.device_map, gpus)
+    distributed.start(share, loaded.device)
+    budget = device_budget_bytes(loaded.device, options.store_budget_mb)
+    if share.world > 1:
+        store_context = contextlib.nullcontext(PooledStore(len(examples), device=loaded.device, device_budget_bytes=budget))
+    else:
+        store_context = resumable_store(
+            args.out, fingerprint(loaded, examples, options), len(examples), args.resume, chunk_bytes, loaded.device, budget
+        )
+    with store_context as store:
         if args.resume:
             resumed = f"{store.n_done} of {len(examples)} examples were scored already" if store.n_done else "nothing to resume"
             print(f"resume: {resumed}", file=sys.stderr)
-        scores = score_examples(loaded, examples, options, store, sources=args.data)
-        save_scores(scores, args.out, force=args.force)
+        scores = score_examples(loaded, examples, options, store, sources=args.data, share=share)
+        if share.is_main:
+            save_scores(scores, args.out, force=args.force)
+    distributed.finish(share)
+    if not share.is_main:
+        return 0
     summary = scores.summary(top=5)
-    print(f"scored {summary['n_neurons']} neurons in {summary['n_layers']} layers on {len(examples)} examples")
+    ranks = f" by {share.world} processes" if share.world > 1 else ""
+    print(f"scored {summary['n_neurons']} neurons in {summary['n_layers']} layers on {len(examples)} examples{ranks}")
     print(f"neurons with AUROC > 0.5: {summary['experts_total']['auroc>0.5']}; top AUROC: {[e['auroc'] for e in summary['top_experts']]}")
     print(f"wrote {args.out}")
     return 0

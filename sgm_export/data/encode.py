@@ -6,7 +6,7 @@ The pooling mask is true on the text tokens only: never on special tokens, the p
 Batches are built from examples sorted by length, so little compute goes to padding.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -48,12 +48,20 @@ def encode_text_example(tokenizer, example: Example, max_length: int) -> Encoded
     return Encoded(prefix + prompt + text, [False] * (len(prefix) + len(prompt)) + [True] * len(text))
 
 
-def length_sorted_batches(encoded: list[Encoded], batch_size: int, pad_id: int) -> Iterator[Batch]:
-    """Batches of similar length (longest first, so memory problems show up at once)."""
+@dataclass
+class BatchSource:
+    """Examples ready to be batched: their indices in groups sorted longest first (batches cut
+    from a group have similar lengths, so little compute goes to padding, and the first batch is
+    the largest, so memory problems show up at once), and how to collate any set of them."""
+
+    groups: list[list[int]]
+    make_batch: Callable[[list[int]], Batch]
+
+
+def text_batch_source(encoded: list[Encoded], pad_id: int) -> BatchSource:
+    """One group of all text examples, longest first."""
     order = sorted(range(len(encoded)), key=lambda index: -len(encoded[index].input_ids))
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        yield collate([encoded[index] for index in indices], indices, pad_id)
+    return BatchSource([order], lambda indices: collate([encoded[index] for index in indices], indices, pad_id))
 
 
 def collate(items: list[Encoded], indices: list[int], pad_id: int, padding_side: str = "right") -> Batch:

@@ -16,7 +16,6 @@ Examples are encoded one batch at a time, so pixel tensors of only one batch are
 """
 
 import inspect
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ import torch
 from PIL import Image
 
 from sgm_export.arch import Family
-from sgm_export.data.encode import Batch, Encoded, collate
+from sgm_export.data.encode import Batch, BatchSource, Encoded, collate
 from sgm_export.data.examples import Example
 from sgm_export.data.images import load_image
 from sgm_export.errors import CheckpointError
@@ -71,8 +70,9 @@ class MultimodalEncoder:
         """One example, with its image, ready to collate."""
         return self._encode(example, self._pieces(example))
 
-    def batches(self, examples: list[Example], batch_size: int, pad_id: int) -> Iterator[Batch]:
-        """Batches of similar length, longest first, each encoded (images included) when it is due.
+    def batch_source(self, examples: list[Example], pad_id: int) -> BatchSource:
+        """Examples in length order, longest first, each encoded (images included) only when its
+        batch is due, so that pixel tensors of one batch at a time are in memory.
 
         Rows with images come first. For per_row families (Llama 3.2 Vision) a batch holds only
         rows with images or only rows without: a batch without images skips the cross-attention
@@ -86,10 +86,11 @@ class MultimodalEncoder:
         groups = [order]
         if self.family.image_inputs == "per_row":
             groups = [[i for i in order if examples[i].image is not None], [i for i in order if examples[i].image is None]]
-        for group in groups:
-            for start in range(0, len(group), batch_size):
-                indices = group[start : start + batch_size]
-                yield self.collate([self._encode(examples[index], pieces[index]) for index in indices], indices, pad_id)
+
+        def make_batch(indices: list[int]) -> Batch:
+            return self.collate([self._encode(examples[index], pieces[index]) for index in indices], indices, pad_id)
+
+        return BatchSource([group for group in groups if group], make_batch)
 
     def collate(self, items: list[MultimodalEncoded], indices: list[int], pad_id: int) -> Batch:
         """Right-pad token tensors (as for text); gather image tensors as the family's layout wants them."""

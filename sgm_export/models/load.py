@@ -52,8 +52,15 @@ def load_model(
     dtype: str = "auto",
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    device_map: str | None = None,
+    gpus: list[int] | None = None,
 ) -> LoadedModel:
-    """Load MODEL (demo, a directory, or a Hub id) with its tokenizer, in eval mode."""
+    """Load MODEL (demo, a directory, or a Hub id) with its tokenizer, in eval mode.
+
+    With `device_map` (auto, balanced, sequential), accelerate spreads the layers over the GPUs
+    (over `gpus` only, when given: the share of one rank of a data-parallel run), for a model
+    that one GPU cannot hold; `device` is then where the inputs go, the first layer's device.
+    """
     import transformers
 
     checked = check_model(name, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
@@ -62,9 +69,15 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, torch_device)
     trusted = trust_remote_code or checked.is_sgm_export  # our own export: its code was checked above
     auto_class = getattr(transformers, checked.family.auto_class)
+    placement = _placement(device_map, gpus, torch_device)
     try:
         model, info = auto_class.from_pretrained(
-            path, dtype=torch_dtype, use_safetensors=checked.use_safetensors, trust_remote_code=trusted, output_loading_info=True
+            path,
+            dtype=torch_dtype,
+            use_safetensors=checked.use_safetensors,
+            trust_remote_code=trusted,
+            output_loading_info=True,
+            **placement,
         )
     except Exception as error:  # third-party loading code raises every kind of error for a bad checkpoint
         raise CheckpointError(
@@ -87,5 +100,24 @@ def load_model(
     processor = load_processor(path, trusted) if checked.family.multimodal else None
     if processor is not None:
         tokenizer = processor.tokenizer  # the processor's copy, with the image tokens it registers
-    model.to(torch_device).eval()
+    if placement:
+        torch_device = model.get_input_embeddings().weight.device
+    else:
+        model.to(torch_device)
+    model.eval()
     return LoadedModel(model, tokenizer, checked.family, checked.source, torch_device, torch_dtype, checked.is_sgm_export, processor)
+
+
+def _placement(device_map: str | None, gpus: list[int] | None, device: torch.device) -> dict[str, Any]:
+    """from_pretrained's arguments that spread the model over devices (none without a device map)."""
+    if device_map is None:
+        return {}
+    if device.type != "cuda":
+        return {"device_map": {"": "cpu"}}  # nothing to spread over: accelerate would only add disk offloading
+    from accelerate.utils import get_max_memory
+
+    available = get_max_memory()
+    return {
+        "device_map": device_map,
+        "max_memory": {gpu: available[gpu] for gpu in (gpus if gpus is not None else range(torch.cuda.device_count()))},
+    }

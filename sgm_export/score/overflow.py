@@ -3,8 +3,9 @@
 A neuron that overflows (float16 holds nothing above 65504) pools to infinity, or to NaN once the
 overflow has spread through later layers. Its AUROC would then be decided by how NaN sorts, a
 meaningless score that still looks like one, and the glasses built on it would scale the wrong
-neurons. So every batch is checked, and the first bad value stops the run with its layer, its
-example and the dtype that would have held it.
+neurons. So the stored rows are checked as scoring goes (after every batch on the CPU, every few
+batches on a GPU, where a check waits for the device), and a bad value stops the run with its
+layer, its example and the dtype that would have held it.
 """
 
 import bisect
@@ -13,20 +14,21 @@ import itertools
 import torch
 
 from sgm_export.errors import SgmError
+from sgm_export.score.store import PooledStore
 
 
 class ActivationOverflowError(SgmError):
     """Pooled activations hold NaN or infinity."""
 
 
-def require_finite(pooled: torch.Tensor, widths: list[int], dtype: torch.dtype, origins: list[str]) -> None:
-    """Raise unless every pooled value of the batch ([examples, neurons]) is finite."""
-    finite = torch.isfinite(pooled)
-    if bool(finite.all()):
+def check_finite(store: PooledStore, widths: list[int], dtype: torch.dtype, origins: list[str]) -> None:
+    """Raise unless every pooled value in the store is finite (this waits for the device)."""
+    found = store.first_nonfinite()
+    if found is None:
         return
-    row, column = (int(i) for i in (~finite).nonzero()[0])
+    example, column = found
     layer = bisect.bisect_right(list(itertools.accumulate(widths)), column)
-    where = f"layer {layer} of the decoder, on {origins[row] or f'example {row}'}"
+    where = f"layer {layer} of the decoder, on {origins[example] or f'example {example}'}"
     if dtype == torch.float16:
         raise ActivationOverflowError(
             f"activations overflow float16 ({where}): it holds no value above 65504",

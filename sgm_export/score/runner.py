@@ -1,69 +1,118 @@
 """The scoring loop: batched forward passes with pooled recording, then AUROC per neuron."""
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
 from sgm_export import __version__
 from sgm_export.arch import decoder_projections, decoder_widths
-from sgm_export.data.encode import Batch, encode_text_example, length_sorted_batches
+from sgm_export.data.encode import Batch, BatchSource, encode_text_example, text_batch_source
 from sgm_export.data.examples import TOXIC, Example
 from sgm_export.data.multimodal import MultimodalEncoder
-from sgm_export.errors import DataError
+from sgm_export.errors import DataError, SgmError
 from sgm_export.models.load import LoadedModel
 from sgm_export.options import ScoreOptions
 from sgm_export.progress import progress_bar
-from sgm_export.score.auroc import auroc
+from sgm_export.score.auroc import auroc_of_rows
+from sgm_export.score.batching import BatchPlan, activation_bytes_per_token, auto_batch_size, is_out_of_memory
+from sgm_export.score.distributed import WHOLE, Share, exchange_rows, gather_slices
 from sgm_export.score.files import Scores
-from sgm_export.score.overflow import require_finite
+from sgm_export.score.overflow import check_finite
 from sgm_export.score.recorder import PooledRecorder
-from sgm_export.score.store import PooledStore
+from sgm_export.score.store import PooledStore, device_budget_bytes
+
+IMAGE_TOKEN_ALLOWANCE = 1024  # tokens an image may add to a row, for the memory estimate of --batch-size auto
+FINITE_CHECK_BATCHES = 16  # on a GPU, batches between two checks for NaN (each check waits for the GPU)
+BLOCK_NEURONS = 4096  # neurons per AUROC block
+
+
+def fill_store(
+    loaded: LoadedModel, examples: list[Example], options: ScoreOptions, store: PooledStore | None = None, share: Share = WHOLE
+) -> PooledStore:
+    """Run the forward passes that the store misses (this rank's share of them) and keep each
+    example's pooled neurons, all layers side by side, in the store.
+
+    Batches are cut from the missing examples in length order, so a resumed run (whose store
+    holds whole batches) cuts the rest exactly as an uninterrupted one would have, and ranks of a
+    data-parallel run cut them as a single process would.
+    """
+    model = loaded.model
+    if store is None:
+        store = PooledStore(
+            len(examples), device=loaded.device, device_budget_bytes=device_budget_bytes(loaded.device, options.store_budget_mb)
+        )
+    todo = store.missing()
+    widths = decoder_widths(model, loaded.family)
+    skippable = widths if loaded.family.multimodal else None
+    source = batch_source(loaded, [examples[index] for index in todo], options)
+    plan = BatchPlan(source.groups, starting_batch_size(loaded, len(todo), options), share.rank, share.world)
+    origins = [example.origin for example in examples]
+    check_every = 1 if loaded.device.type == "cpu" else FINITE_CHECK_BATCHES
+    with (
+        PooledRecorder(decoder_projections(model, loaded.family), options.pool, skippable, loaded.device) as recorder,
+        torch.inference_mode(),
+    ):
+        with progress_bar("Scoring", total=len(examples) - len(todo) + plan.n_examples, enabled=share.is_main) as advance:
+            advance(len(examples) - len(todo))
+            for number, positions in enumerate(plan, 1):
+                batch = source.make_batch(positions)
+                recorder.set_mask(batch.pool_mask.to(loaded.device))
+                try:
+                    model(**model_inputs(loaded, batch), use_cache=False, logits_to_keep=1)
+                except Exception as error:
+                    if not is_out_of_memory(error):
+                        raise
+                    _retry_smaller(plan, positions, batch, loaded)
+                    continue
+                store.add([todo[position] for position in positions], recorder.take())
+                if number % check_every == 0:
+                    check_finite(store, widths, loaded.dtype, origins)
+                advance(len(positions))
+    check_finite(store, widths, loaded.dtype, origins)
+    return store
 
 
 def pooled_activations(
     loaded: LoadedModel, examples: list[Example], options: ScoreOptions, store: PooledStore | None = None
 ) -> torch.Tensor:
-    """Every example's pooled neurons, all layers side by side: [examples, neurons], float32.
-
-    Only the examples the store still misses are run. Batches are cut from them in length order,
-    so a resumed run (whose store holds whole batches) cuts the rest exactly as an uninterrupted
-    one would have. The store keeps the rows neuron-major, the layout AUROC sorts without copying.
-    """
-    model = loaded.model
-    store = store if store is not None else PooledStore(len(examples))
-    todo = store.missing()
-    widths = decoder_widths(model, loaded.family)
-    skippable = widths if loaded.family.multimodal else None
-    with PooledRecorder(decoder_projections(model, loaded.family), options.pool, skippable) as recorder, torch.inference_mode():
-        with progress_bar("Scoring", total=len(examples)) as advance:
-            advance(len(examples) - len(todo))
-            for batch in example_batches(loaded, [examples[index] for index in todo], options):
-                recorder.set_mask(batch.pool_mask.to(loaded.device))
-                model(**model_inputs(loaded, batch), use_cache=False, logits_to_keep=1)
-                indices = [todo[position] for position in batch.indices]
-                pooled = recorder.take()
-                require_finite(pooled, widths, loaded.dtype, [examples[index].origin for index in indices])
-                store.add(indices, pooled)
-                advance(len(indices))
-    return store.pooled()
+    """Every example's pooled neurons, all layers side by side: [examples, neurons], float32."""
+    return fill_store(loaded, examples, options, store).pooled()
 
 
-def example_batches(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> Iterator[Batch]:
-    """Length-sorted batches: through the processor for vision-language models, else tokens only."""
+def batch_source(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> BatchSource:
+    """The examples ready to batch: through the processor for vision-language models, else tokens only."""
     tokenizer = loaded.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if loaded.processor is not None:
         encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, options.max_length)
-        return encoder.batches(examples, options.batch_size, pad_id)
+        return encoder.batch_source(examples, pad_id)
     with_image = [example for example in examples if example.image is not None]
     if with_image:
         raise DataError(
             f"{len(with_image)} examples have an image (the first: {with_image[0].origin}), but {loaded.source.name} is a text-only model",
             "drop the 'image' column, or score a vision-language model",
         )
-    encoded = [encode_text_example(tokenizer, example, options.max_length) for example in examples]
-    return length_sorted_batches(encoded, options.batch_size, pad_id)
+    return text_batch_source([encode_text_example(tokenizer, example, options.max_length) for example in examples], pad_id)
+
+
+def starting_batch_size(loaded: LoadedModel, n_examples: int, options: ScoreOptions) -> int:
+    """`--batch-size`, or for `auto` the size to start from (see `score.batching`)."""
+    if options.batch_size != "auto":
+        return options.batch_size
+    tokens = options.max_length + (IMAGE_TOKEN_ALLOWANCE if loaded.processor is not None else 0)
+    return auto_batch_size(loaded.device, n_examples, tokens, activation_bytes_per_token(loaded.model.config, loaded.dtype))
+
+
+def _retry_smaller(plan: BatchPlan, positions: list[int], batch: Batch, loaded: LoadedModel) -> None:
+    """After running out of memory: queue the batch again at half the size, or give up on one example."""
+    if loaded.device.type == "cuda":
+        torch.cuda.empty_cache()
+    if not plan.retry_smaller(positions):
+        raise SgmError(
+            f"out of memory on {loaded.device} with a single example of {batch.input_ids.shape[1]} tokens",
+            "lower --max-length, use --dtype bfloat16, or spread the model over several GPUs with --device-map auto",
+        )
 
 
 def model_inputs(loaded: LoadedModel, batch: Batch) -> dict[str, torch.Tensor]:
@@ -75,32 +124,50 @@ def model_inputs(loaded: LoadedModel, batch: Batch) -> dict[str, torch.Tensor]:
     }
 
 
-def scores_from_pooled(
-    pooled: torch.Tensor, labels: torch.Tensor, widths: list[int], device: torch.device
-) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """AUROC and class means per layer, from pooled activations of all layers side by side."""
-    values = pooled.to(device)
-    labels = labels.to(device)
+def neuron_statistics(blocks: Iterable[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """AUROC and class means of every neuron, from blocks of [neurons, examples] on any device;
+    flat float32 tensors on the CPU, in the blocks' neuron order."""
+    aurocs, mean_toxic, mean_neutral = [], [], []
     toxic = labels == TOXIC
-    all_auroc = auroc(values, labels).cpu()
-    mean_toxic = values[toxic].mean(dim=0).cpu()
-    mean_neutral = values[~toxic].mean(dim=0).cpu()
-    return list(all_auroc.split(widths)), list(mean_toxic.split(widths)), list(mean_neutral.split(widths))
+    for block in blocks:
+        aurocs.append(auroc_of_rows(block, labels))
+        columns = toxic.to(block.device)
+        mean_toxic.append(block[:, columns].mean(dim=1).cpu())
+        mean_neutral.append(block[:, ~columns].mean(dim=1).cpu())
+    return torch.cat(aurocs), torch.cat(mean_toxic), torch.cat(mean_neutral)
+
+
+def store_statistics(store: PooledStore, labels: torch.Tensor, device: torch.device, share: Share) -> tuple[torch.Tensor, ...]:
+    """`neuron_statistics` of every stored neuron; with several ranks, each computes its slice of
+    the neurons from the rows all ranks exchange, and every rank ends with all of them."""
+    if share.world == 1:
+        return neuron_statistics(store.neuron_blocks(BLOCK_NEURONS, device), labels)
+    done = store.done_indices()
+    values = exchange_rows(done, store.rows(done), store.n_examples, share, device)
+    rows = values.T
+    blocks = (rows[start : start + BLOCK_NEURONS].to(device) for start in range(0, rows.shape[0], BLOCK_NEURONS))
+    return tuple(gather_slices(statistic, share, device) for statistic in neuron_statistics(blocks, labels))
 
 
 def score_examples(
-    loaded: LoadedModel, examples: list[Example], options: ScoreOptions, store: PooledStore | None = None, sources: Sequence[str] = ()
+    loaded: LoadedModel,
+    examples: list[Example],
+    options: ScoreOptions,
+    store: PooledStore | None = None,
+    sources: Sequence[str] = (),
+    share: Share = WHOLE,
 ) -> Scores:
     """Score every decoder neuron of the model on the labelled examples (rows already in `store`
-    are reused).
+    are reused; with several ranks, this one computes its `share`).
 
     `sources` names where the examples came from (the `--data` specs); it travels in the metadata
     to the glasses and the exports, so that a published model card can say what found its experts.
     """
-    pooled = pooled_activations(loaded, examples, options, store)
+    store = fill_store(loaded, examples, options, store, share)
     widths = decoder_widths(loaded.model, loaded.family)
     labels = torch.tensor([example.label for example in examples])
-    aurocs, mean_toxic, mean_neutral = scores_from_pooled(pooled, labels, widths, loaded.device)
+    statistics = store_statistics(store, labels, loaded.device, share)
+    aurocs, mean_toxic, mean_neutral = (list(statistic.split(widths)) for statistic in statistics)
     n_toxic = int((labels == TOXIC).sum())
     metadata = {
         "sgm_export_version": __version__,

@@ -19,8 +19,8 @@ one, the resumed scores equal those of an uninterrupted run exactly (batches are
 places, see `pooled_activations`).
 
 A chunk is written once `$SGM_EXPORT_CHUNK_MB` (16 by default) MiB of rows are unsaved, always at
-the end of a batch. Rows are moved to host memory in `add`, the one place where a device tensor becomes a host one:
-a memory budget that keeps rows on the device until it must spill them plugs in there.
+the end of a batch. On a GPU, rows stay in GPU memory up to a budget (`--store-budget-mb`) and
+spill to host memory beyond it; saving a chunk copies its rows to the host.
 """
 
 import contextlib
@@ -55,13 +55,35 @@ _FINGERPRINT_CHARS = 16
 
 
 class PooledStore:
-    """One row of pooled activations per example, added batch by batch, optionally saved."""
+    """One row of pooled activations per example, added batch by batch, optionally saved.
 
-    def __init__(self, n_examples: int, directory: Path | None = None, chunk_bytes: int = DEFAULT_CHUNK_MB << 20) -> None:
+    Rows stay on `device` (where the forward passes run) up to `device_budget_bytes`, in the
+    order they arrive: scoring on a GPU then never waits for a copy to the host, and AUROC finds
+    them where it runs. Rows beyond the budget spill to host memory, neuron-major at their
+    example's column. Without a budget (the CPU) every row is in host memory, in the layout AUROC
+    sorts without a copy. Either way `neuron_blocks` hands AUROC every example of a few thousand
+    neurons at a time, so the scores are exact whatever the budget.
+    """
+
+    def __init__(
+        self,
+        n_examples: int,
+        directory: Path | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_MB << 20,
+        device: torch.device | None = None,
+        device_budget_bytes: int = 0,
+    ) -> None:
         self.n_examples = n_examples
         self.directory = directory
         self.chunk_bytes = chunk_bytes
-        self._rows: torch.Tensor | None = None
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        self.device_budget_bytes = device_budget_bytes
+        self.width: int | None = None
+        self._host: torch.Tensor | None = None  # [examples, neurons], neuron-major: the spilled rows
+        self._device: torch.Tensor | None = None  # [neurons, capacity]: the first rows to arrive
+        self._slot = torch.full((n_examples,), -1, dtype=torch.int64)  # column in _device, -1: on the host
+        self._n_on_device = 0
+        self._all_finite: torch.Tensor | None = None  # on the device: checked without waiting for it
         self._done = torch.zeros(n_examples, dtype=torch.bool)
         self._unsaved: list[int] = []
         self._next_chunk = 0
@@ -70,40 +92,99 @@ class PooledStore:
     def n_done(self) -> int:
         return int(self._done.sum())
 
+    @property
+    def n_on_device(self) -> int:
+        """How many rows are held on the device (the rest are in host memory)."""
+        return self._n_on_device
+
+    def done_indices(self) -> list[int]:
+        """Indices of the examples that have a row, in increasing order."""
+        return self._done.nonzero().flatten().tolist()
+
     def missing(self) -> list[int]:
         """Indices of the examples that have no row yet, in increasing order."""
         return (~self._done).nonzero().flatten().tolist()
 
     def add(self, indices: list[int], pooled: torch.Tensor) -> None:
         """Store the rows of these examples ([len(indices), neurons], on any device)."""
-        rows = pooled.to("cpu", torch.float32)
-        if self._rows is None:
-            self._rows = _neuron_major(self.n_examples, rows.shape[1])
-        self._rows[indices] = rows
-        self._done[indices] = True
+        self._put(indices, pooled)
         if self.directory is not None:
             self._unsaved.extend(indices)
-            if len(self._unsaved) * self._rows.shape[1] * 4 >= self.chunk_bytes:
+            if len(self._unsaved) * self.width * 4 >= self.chunk_bytes:
                 self.save()
+
+    def _put(self, indices: list[int], pooled: torch.Tensor) -> None:
+        if self.width is None:
+            self._allocate(pooled.shape[1])
+        rows = pooled.to(torch.float32)
+        self._all_finite &= torch.isfinite(rows).all().to(self.device, non_blocking=True)
+        kept = min(len(indices), self._device.shape[1] - self._n_on_device) if self._device is not None else 0
+        if kept:
+            slots = torch.arange(self._n_on_device, self._n_on_device + kept)
+            self._device[:, self._n_on_device : self._n_on_device + kept] = rows[:kept].T.to(self.device)
+            self._slot[indices[:kept]] = slots
+            self._n_on_device += kept
+        if kept < len(indices):
+            self._host_rows()[indices[kept:]] = rows[kept:].to("cpu")
+        self._done[indices] = True
 
     def save(self) -> None:
         """Write the rows added since the last save as one chunk (nothing without a folder)."""
         if self.directory is None or not self._unsaved:
             return
-        indices = torch.tensor(self._unsaved, dtype=torch.int64)
         chunk = self.directory / CHUNK_NAME.format(self._next_chunk)
         partial = chunk.with_name(chunk.name + ".partial")
-        save_file({"indices": indices, "pooled": self._rows[indices].contiguous()}, partial)
+        save_file({"indices": torch.tensor(self._unsaved, dtype=torch.int64), "pooled": self.rows(self._unsaved)}, partial)
         os.replace(partial, chunk)
         self._next_chunk += 1
         self._unsaved = []
 
+    def rows(self, indices: list[int]) -> torch.Tensor:
+        """The rows of these examples, [len(indices), neurons], float32, on the host."""
+        wanted = torch.tensor(indices, dtype=torch.int64)
+        slots = self._slot[wanted]
+        on_device = slots >= 0
+        out = torch.empty((len(indices), self.width), dtype=torch.float32)
+        if bool(on_device.any()):
+            out[on_device] = self._device[:, slots[on_device].to(self.device)].T.to("cpu")
+        if not bool(on_device.all()):
+            out[~on_device] = self._host[wanted[~on_device]]
+        return out
+
     def pooled(self) -> torch.Tensor:
         """All rows: [examples, neurons], float32, on the host."""
-        self.save()
-        if self._rows is None or not bool(self._done.all()):
-            raise RuntimeError(f"{self.n_examples - self.n_done} examples were never scored")
-        return self._rows
+        self._require_complete()
+        if self._device is None:
+            return self._host
+        return self.rows(list(range(self.n_examples)))
+
+    def neuron_blocks(self, block_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+        """Every example's values of `block_size` neurons at a time: [neurons, examples] on
+        `device`, examples in order. A block of host rows is a view when `device` is the CPU."""
+        self._require_complete()
+        host_columns = (self._slot < 0).nonzero().flatten()
+        device_columns = self._slot.argsort()[len(host_columns) :]  # example of each device slot, in slot order
+        for start in range(0, self.width, block_size):
+            stop = min(start + block_size, self.width)
+            if self._device is None:
+                yield self._host.T[start:stop].to(device)
+                continue
+            block = torch.empty((stop - start, self.n_examples), dtype=torch.float32, device=device)
+            block[:, device_columns.to(device)] = self._device[start:stop, : self._n_on_device].to(device)
+            if len(host_columns):
+                block[:, host_columns.to(device)] = self._host.T[start:stop, host_columns].to(device)
+            yield block
+
+    def first_nonfinite(self) -> tuple[int, int] | None:
+        """(example, neuron) of a NaN or infinite value among the rows added so far, or None.
+
+        This is the one place that waits for the device: call it every few batches, not after each.
+        """
+        if self._all_finite is None or bool(self._all_finite):
+            return None
+        done = self.done_indices()
+        row, column = (int(i) for i in (~torch.isfinite(self.rows(done))).nonzero()[0])
+        return done[row], column
 
     def load_saved(self) -> None:
         """Take in the chunks an earlier run of the same fingerprint saved."""
@@ -113,24 +194,47 @@ class PooledStore:
                 indices, rows = tensors["indices"], tensors["pooled"]
             except (SafetensorError, OSError, KeyError):
                 raise _damaged(self.directory, f"{chunk.name} is unreadable") from None
-            width = rows.shape[-1] if self._rows is None else self._rows.shape[1]
+            width = rows.shape[-1] if self.width is None else self.width
             if (
                 indices.ndim != 1
                 or rows.shape != (len(indices), width)
                 or (len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= self.n_examples))
             ):
                 raise _damaged(self.directory, f"{chunk.name} does not fit this data")
-            if self._rows is None:
-                self._rows = _neuron_major(self.n_examples, width)
-            self._rows[indices] = rows.to(torch.float32)
-            self._done[indices] = True
+            self._put(indices.tolist(), rows)
             self._next_chunk = max(self._next_chunk, int(_CHUNK.fullmatch(chunk.name)[1]) + 1)
+
+    def _allocate(self, width: int) -> None:
+        self.width = width
+        self._all_finite = torch.ones((), dtype=torch.bool, device=self.device)
+        capacity = min(self.n_examples, self.device_budget_bytes // (4 * width))
+        if capacity:
+            self._device = torch.empty((width, capacity), dtype=torch.float32, device=self.device)
+
+    def _host_rows(self) -> torch.Tensor:
+        if self._host is None:
+            self._host = _neuron_major(self.n_examples, self.width)
+        return self._host
+
+    def _require_complete(self) -> None:
+        if self.width is None or not bool(self._done.all()):
+            raise RuntimeError(f"{self.n_examples - self.n_done} examples were never scored")
 
 
 def _neuron_major(n_examples: int, n_neurons: int) -> torch.Tensor:
     """An [examples, neurons] tensor whose memory runs along examples: AUROC sorts each neuron's
     values in place in this layout, with no transposed copy."""
     return torch.empty((n_neurons, n_examples), dtype=torch.float32).T
+
+
+def device_budget_bytes(device: torch.device, budget_mb: float | None) -> int:
+    """How many bytes of rows a store keeps on `device`: none on the CPU (rows are in host memory
+    anyway), else `budget_mb` MiB, or half the GPU memory that is free once the model is loaded."""
+    if device.type != "cuda":
+        return 0
+    if budget_mb is None:
+        return torch.cuda.mem_get_info(device)[0] // 2
+    return int(budget_mb * (1 << 20))
 
 
 def default_chunk_bytes() -> int:
@@ -149,8 +253,11 @@ def default_chunk_bytes() -> int:
 
 
 @contextlib.contextmanager
-def resumable_store(out: Path, fingerprint: str, n_examples: int, resume: bool, chunk_bytes: int) -> Iterator[PooledStore]:
-    """The store for scoring into OUT, in a folder beside it that only this run holds.
+def resumable_store(
+    out: Path, fingerprint: str, n_examples: int, resume: bool, chunk_bytes: int, device: torch.device | None = None, budget_bytes: int = 0
+) -> Iterator[PooledStore]:
+    """The store for scoring into OUT, in a folder beside it that only this run holds (and that
+    keeps up to `budget_bytes` of rows on `device`, see `PooledStore`).
 
     With `resume`, the rows an interrupted run with the same fingerprint saved are taken in;
     without it, such rows are discarded. Stores an interrupted run left for other settings of the
@@ -169,12 +276,12 @@ def resumable_store(out: Path, fingerprint: str, n_examples: int, resume: bool, 
         state = {"format": STORE_FORMAT, "fingerprint": fingerprint, "n_examples": n_examples}
         state_file = directory / STATE_FILE
         if resume and state_file.is_file() and _read_state(state_file) == state:
-            store = PooledStore(n_examples, directory, chunk_bytes)
+            store = PooledStore(n_examples, directory, chunk_bytes, device, budget_bytes)
             store.load_saved()
         else:
             _empty(directory)
             state_file.write_text(json.dumps(state) + "\n", encoding="utf-8")
-            store = PooledStore(n_examples, directory, chunk_bytes)
+            store = PooledStore(n_examples, directory, chunk_bytes, device, budget_bytes)
         try:
             yield store
         except SgmError:
