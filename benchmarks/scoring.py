@@ -18,7 +18,8 @@ model's footprint is the first; scoring should take little beyond it plus the po
 store (examples x neurons x 4 bytes).
 
 `--config 1b` builds a Llama-shaped model of about one billion parameters from a config (random
-weights, the demo's tokenizer), for machines where the demo model is too small to load a GPU.
+weights, the demo's tokenizer or `--tokenizer`'s), for machines where the demo model is too
+small to load a GPU; `--data` reads the examples from a file instead of the built-in data.
 """
 
 import argparse
@@ -38,6 +39,7 @@ import torch  # noqa: E402
 
 from sgm_export.arch import decoder_widths, family_for  # noqa: E402
 from sgm_export.data.builtin import read_builtin  # noqa: E402
+from sgm_export.data.sources import read_source  # noqa: E402
 from sgm_export.models.load import LoadedModel, load_model, resolve_device, resolve_dtype  # noqa: E402
 from sgm_export.models.resolve import resolve_model  # noqa: E402
 from sgm_export.options import ScoreOptions  # noqa: E402
@@ -45,8 +47,8 @@ from sgm_export.score.batching import BatchPlan  # noqa: E402
 from sgm_export.score.runner import batch_source, fill_store, model_inputs, starting_batch_size  # noqa: E402
 
 CONFIGS = {
-    # Llama-shaped, about 1.2B parameters with the demo tokenizer's 262k-token vocabulary.
-    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=4),
+    # Llama-shaped: 0.97B parameters in the decoder layers, plus 4096 per token of the vocabulary.
+    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=4),
 }
 
 
@@ -56,7 +58,7 @@ def load(args: argparse.Namespace) -> LoadedModel:
         return load_model(args.model, args.device, args.dtype)
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    demo = resolve_model("demo")
+    demo = resolve_model("demo" if args.tokenizer is None else args.tokenizer)
     tokenizer = AutoTokenizer.from_pretrained(demo.path)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
@@ -67,9 +69,15 @@ def load(args: argparse.Namespace) -> LoadedModel:
     return LoadedModel(model, tokenizer, family_for("llama"), demo, device, dtype, False)
 
 
-def examples(n: int):
-    half = n // 2
-    return read_builtin("rtp-toxic", "score")[:half] + read_builtin("neutral", "score")[: n - half]
+def examples(args: argparse.Namespace) -> list:
+    """`--examples` rows: half toxic, half neutral, from the built-in data or `--data`."""
+    if args.data is not None:
+        rows = read_source(args.data)
+        toxic, neutral = [row for row in rows if row.label == 1], [row for row in rows if row.label == 0]
+    else:
+        toxic, neutral = read_builtin("rtp-toxic", "score"), read_builtin("neutral", "score")
+    half = args.examples // 2
+    return toxic[:half] + neutral[: args.examples - half]
 
 
 def synchronize(loaded: LoadedModel) -> None:
@@ -79,7 +87,7 @@ def synchronize(loaded: LoadedModel) -> None:
 
 def overhead(args: argparse.Namespace) -> dict:
     loaded = load(args)
-    rows = examples(args.examples)
+    rows = examples(args)
     options = ScoreOptions(batch_size=args.batch_size, max_length=args.max_length)
     source = batch_source(loaded, rows, options)
     batches = [source.make_batch(positions) for positions in BatchPlan(source.groups, starting_batch_size(loaded, len(rows), options))]
@@ -121,7 +129,7 @@ def overhead(args: argparse.Namespace) -> dict:
 def child(args: argparse.Namespace) -> None:
     """One measurement in a fresh process: load (and score), then print the peak as JSON."""
     loaded = load(args)
-    rows = examples(args.examples)
+    rows = examples(args)
     if args.child == "score":
         fill_store(loaded, rows, ScoreOptions(batch_size=args.batch_size, max_length=args.max_length))
     cuda = loaded.device.type == "cuda"
@@ -154,6 +162,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="demo")
     parser.add_argument("--config", choices=sorted(CONFIGS), help="build a model of this size from a config instead")
+    parser.add_argument("--tokenizer", help="with --config: a model folder whose tokenizer to use (default: the demo's)")
+    parser.add_argument("--data", help="a labelled .jsonl/.csv file instead of the built-in data")
     parser.add_argument("--examples", type=int, default=128)
     parser.add_argument("--batch-size", default=16, type=lambda value: value if value == "auto" else int(value))
     parser.add_argument("--max-length", type=int, default=128)
