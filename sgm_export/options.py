@@ -106,3 +106,6 @@ class EvalOptions(StrictModel):
     max_length: int = Field(64, ge=2, description="longest prompt or neutral text, in tokens")
     device: Device = Field("auto", description="where the model runs: auto picks CUDA when present")
     dtype: DType = Field("auto", description="dtype of the model (auto: bfloat16 on GPU, float32 on CPU)")
+    device_map: DeviceMap | None = Field(
+        None, description="spread a model too large for one GPU over all of them (accelerate's device_map: auto, balanced, sequential)"
+    )

@@ -186,7 +186,7 @@ def _evaluate(recipe: Recipe, scores: Scores, glasses: Glasses, staging: Path, s
 
     options = recipe.eval
     inputs = load_inputs(options)
-    base = load_model(recipe.model, options.device, options.dtype, recipe.allow_pickle, recipe.trust_remote_code)
+    base = load_model(recipe.model, options.device, options.dtype, recipe.allow_pickle, recipe.trust_remote_code, options.device_map)
     results = evaluate_variants(
         comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judge, options
     )

@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
             )
         glasses, base_name = export_glasses(Path(args.model)), args.base
     inputs = load_inputs(options)
-    base = load_model(base_name, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)
+    base = load_model(base_name, options.device, options.dtype, args.allow_pickle, args.trust_remote_code, options.device_map)
     variant = None
     if args.glasses is None:
-        variant = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)
+        variant = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code, options.device_map)
         require_same_tokenizer(base, variant)
     glasses.check_fits(decoder_widths(base.model, base.family), base_name)
     variants = comparison_variants(base, variant, glasses, options.preprompt)

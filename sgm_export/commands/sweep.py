@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     settings = [parse_setting(text) for text in (args.settings or DEFAULT_SETTINGS)]
     scores = load_scores(args.scores)
     inputs = load_inputs(options)
-    base = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code)
+    base = load_model(args.model, options.device, options.dtype, args.allow_pickle, args.trust_remote_code, options.device_map)
     variants = sweep_variants(base, scores, settings, options.preprompt)
     for variant in variants[1:]:
         variant.glasses.check_fits(decoder_widths(base.model, base.family), f"{args.model}")
