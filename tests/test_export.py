@@ -3,6 +3,7 @@ fail-closed loading, re-saving, sharded checkpoints, and mismatched glasses."""
 
 import hashlib
 import json
+import shutil
 
 import pytest
 import torch
@@ -199,3 +200,83 @@ def test_verify_catches_changed_weights_even_with_a_rewritten_manifest(tiny_llam
     write_manifest(out, {"format": "module"})
     result = verify_export(out, str(tiny_llama))
     assert not result.passed and result.max_abs_diff > 1e-4 and not result.problems
+
+
+def projection_ranges(shard, keys) -> list[tuple[int, int]]:
+    """Byte ranges (in the file) of the named tensors that the shard holds."""
+    from sgm_export.models.checkpoint import safetensors_data_start, safetensors_header
+
+    header, start = safetensors_header(shard), safetensors_data_start(shard)
+    return sorted((start + header[k]["data_offsets"][0], start + header[k]["data_offsets"][1]) for k in keys if k in header)
+
+
+def outside(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
+    """The bytes of `data` outside the sorted, disjoint `ranges`."""
+    kept, position = [], 0
+    for start, end in ranges:
+        kept.append(data[position:start])
+        position = end
+    return b"".join([*kept, data[position:]])
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])  # scaled columns, and Conv1D's scaled rows
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_folded_shards_change_only_the_projection_bytes(tmp_path, monkeypatch, model_type, dtype):
+    """The folded shard is the source shard, header and metadata included, with only the output
+    projections' bytes replaced by their folded values (folded a few rows at a time here); shards
+    without a projection are hard-linked with --link, and the edited ones never are."""
+    from safetensors import safe_open
+
+    from sgm_export.export import folded
+    from sgm_export.export.source import open_base_checkpoint
+
+    base_dir = build_tiny_model(model_type, tmp_path / "base", max_shard_size="20KB")
+    glasses = random_glasses(widths_of(base_dir))
+    shards = sorted(base_dir.glob("*.safetensors"))
+    for shard in shards:
+        save_file({k: v.to(dtype) for k, v in load_file(shard).items()}, shard, metadata={"format": "pt", "origin": "test"})
+    originals = {shard.name: shard.read_bytes() for shard in shards}
+    projections = {key: glasses.scales[layer] for layer, key in open_base_checkpoint(str(base_dir), glasses).projection_keys.items()}
+    axis = 0 if model_type == "gpt2" else 1
+    monkeypatch.setattr(folded, "FOLD_BLOCK_BYTES", 100)
+
+    out = export_checkpoint(str(base_dir), glasses, tmp_path / "folded", format="folded", link=True)
+    edited = 0
+    for shard in shards:
+        source, result = shard.read_bytes(), (out / shard.name).read_bytes()
+        assert source == originals[shard.name]  # the base is untouched
+        ranges = projection_ranges(shard, projections)
+        assert len(result) == len(source) and outside(result, ranges) == outside(source, ranges)
+        assert ((out / shard.name).stat().st_ino == shard.stat().st_ino) == (not ranges)
+        edited += bool(ranges)
+        weights, reloaded = load_file(shard), load_file(out / shard.name)
+        for key, weight in weights.items():
+            expected = folded.fold_scale(weight, projections[key], axis) if key in projections else weight
+            assert reloaded[key].dtype == dtype and torch.equal(reloaded[key], expected), key
+        with safe_open(out / shard.name, "pt") as handle:
+            assert handle.metadata() == {"format": "pt", "origin": "test"}
+    assert 0 < edited < len(shards)
+
+
+@pytest.mark.parametrize("fmt,link", [("module", False), ("module", True), ("folded", False), ("folded", True)])
+def test_manifest_hashes_match_the_files_written(tmp_path, fmt, link):
+    """The digests computed while copying (or read from a hard link) are those of the exported files."""
+    base_dir = build_tiny_model("qwen2", tmp_path / "sharded", max_shard_size="20KB")
+    out = export_checkpoint(str(base_dir), random_glasses(widths_of(base_dir)), tmp_path / "out", format=fmt, link=link)
+    files = json.loads((out / "sgm_export.json").read_text())["files"]
+    assert sum(name.endswith(".safetensors") for name in files) > 2
+    assert files == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir() if p.name != "sgm_export.json"}
+
+
+def test_folding_refuses_integer_weights(tiny_llama, tmp_path):
+    """Quantized (integer) projections cannot take the scales: a clear error, and nothing written."""
+    from sgm_export.export.folded import UnfoldableWeightError
+
+    base_dir = tmp_path / "int8"
+    shutil.copytree(tiny_llama, base_dir)
+    weights = load_file(base_dir / "model.safetensors")
+    weights["model.layers.0.mlp.down_proj.weight"] = weights["model.layers.0.mlp.down_proj.weight"].to(torch.int8)
+    save_file(weights, base_dir / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(UnfoldableWeightError, match="I8"):
+        export_checkpoint(str(base_dir), random_glasses(widths_of(tiny_llama)), tmp_path / "folded", format="folded")
+    assert not (tmp_path / "folded").exists()

@@ -3,6 +3,7 @@
 model card (README.md) and its manifest (sgm_export.json), which records the card's hash too."""
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,8 @@ def export_checkpoint(
     base = open_base_checkpoint(model, glasses)
     check_outside_inputs(Path(out), [base.path])
     with atomic_dir(Path(out), force=force) as staging:
-        WRITERS[format](base, glasses, staging, link)
-        finish_export(staging, export_fields(base, glasses, format, recipe, hub_repo_id))
+        digests = WRITERS[format](base, glasses, staging, link)
+        finish_export(staging, export_fields(base, glasses, format, recipe, hub_repo_id), digests)
     return Path(out)
 
 
@@ -66,7 +67,8 @@ def export_fields(base: BaseCheckpoint, glasses: Glasses, format: str, recipe: s
     }
 
 
-def finish_export(folder: Path, fields: dict[str, Any]) -> None:
-    """Write the card, then the manifest, whose file hashes then include the card."""
+def finish_export(folder: Path, fields: dict[str, Any], digests: Mapping[str, str] | None = None) -> None:
+    """Write the card, then the manifest, whose file hashes then include the card; `digests` are
+    the SHA-256 the writer computed as it wrote (so the weights are not read again)."""
     write_card(folder, fields)
-    write_manifest(folder, fields)
+    write_manifest(folder, fields, digests)

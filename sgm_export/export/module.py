@@ -33,16 +33,17 @@ from sgm_export.models.checkpoint import SAFE_INDEX, SAFE_SINGLE, with_variant
 ENTRY_CLASSES = {"AutoModelForCausalLM": "SgmForCausalLM", "AutoModelForImageTextToText": "SgmForImageTextToText"}
 
 
-def write_module_checkpoint(base: BaseCheckpoint, glasses: Glasses, staging: Path, link: bool = False) -> None:
-    """Fill the empty folder `staging` with the module checkpoint."""
-    for file in base.companion_files():
-        copy_file(file, staging / file.name, link)
-    _copy_weights(base, staging, link)
+def write_module_checkpoint(base: BaseCheckpoint, glasses: Glasses, staging: Path, link: bool = False) -> dict[str, str]:
+    """Fill the empty folder `staging` with the module checkpoint; return the SHA-256 of the
+    files it copied (name -> digest), hashed while they were copied, for the manifest."""
+    digests = {file.name: copy_file(file, staging / file.name, link) for file in base.companion_files()}
+    digests |= _copy_weights(base, staging, link)
     modules = [base.family.module_name(layer) for layer in range(len(glasses.scales))]
     scales = {name + SCALE_SUFFIX: scale.to(torch.float32).contiguous() for name, scale in zip(modules, glasses.scales)}
     save_file(scales, staging / SCALES_FILE, metadata={"format": "pt", **glasses.metadata})
     shutil.copyfile(shipped_modeling_path(), staging / MODELING_FILE)
     (staging / "config.json").write_text(json.dumps(sgm_config(base, modules), indent=2) + "\n", encoding="utf-8")
+    return digests
 
 
 def sgm_config(base: BaseCheckpoint, modules: list[str]) -> dict:
@@ -80,12 +81,12 @@ def base_architecture(base: BaseCheckpoint) -> str:
     return auto_class._model_mapping[type(config)].__name__
 
 
-def _copy_weights(base: BaseCheckpoint, staging: Path, link: bool) -> None:
+def _copy_weights(base: BaseCheckpoint, staging: Path, link: bool) -> dict[str, str]:
     """Copy the safetensors files unchanged, renaming the entry file to the `sgm` variant."""
     single = base.path / SAFE_SINGLE
     if single.is_file():
-        copy_file(single, staging / with_variant(SAFE_SINGLE, WEIGHTS_VARIANT), link)
-        return
-    for shard in base.weights:
-        copy_file(shard, staging / shard.name, link)
-    copy_file(base.path / SAFE_INDEX, staging / with_variant(SAFE_INDEX, WEIGHTS_VARIANT), link)
+        name = with_variant(SAFE_SINGLE, WEIGHTS_VARIANT)
+        return {name: copy_file(single, staging / name, link)}
+    digests = {shard.name: copy_file(shard, staging / shard.name, link) for shard in base.weights}
+    index = with_variant(SAFE_INDEX, WEIGHTS_VARIANT)
+    return digests | {index: copy_file(base.path / SAFE_INDEX, staging / index, link)}

@@ -118,6 +118,14 @@ def safetensors_header(path: Path) -> dict:
     return header
 
 
+def safetensors_data_start(path: Path) -> int:
+    """Where the tensor data of a safetensors file begins: the `data_offsets` of its header
+    count from here (after the 8-byte header length and the header)."""
+    with path.open("rb") as handle:
+        (header_size,) = struct.unpack("<Q", handle.read(8))
+    return 8 + header_size
+
+
 def check_safetensors(paths: list[Path]) -> None:
     """Check that every file is a whole safetensors file (cheap: reads headers only)."""
     for path in paths:

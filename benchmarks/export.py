@@ -1,0 +1,164 @@
+"""`sgm-export export` of a sharded checkpoint against copying its files, and the peak memory of
+the folded export against its largest shard.
+
+    python benchmarks/export.py                           # 1.2B-parameter Llama, bfloat16, 6 shards (2.4 GB)
+    python benchmarks/export.py --repeats 5 --work /data/bench --layers 32 --shard-size 1GB
+
+The model is built once from a config (random weights) and cached under `--work`, with random
+glasses (scales in [0, 1]). Every command runs as its own process, timed from start to exit, as a
+user sees it: `cp -r BASE DEST`, and `sgm-export export BASE --glasses G --out DEST` with
+`--format module`, `--format module --link` and `--format folded`. Each is run once to warm the
+page cache, then all run in alternation `--repeats` times and the medians are reported, so that
+load from other processes hits them alike. Before each run the previous output is deleted and the
+page cache is synced (outside the timing), so every run starts without pending writeback; no
+command syncs its own output. The start-up that an export pays whatever the model's size
+(Python, torch and transformers imports) is timed too, so the rest can be compared with `cp -r`.
+Peak memory is the maximum resident set size of each process (`wait4`). A child's count starts
+from what its parent held when it forked, so this script never imports torch itself: the model
+and glasses are built in a child process of their own.
+"""
+
+import argparse
+import multiprocessing
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+MB = 1e6
+HASH_SHARDS = "import hashlib, sys; [hashlib.file_digest(open(p, 'rb'), 'sha256') for p in sys.argv[1:]]"
+SCRIPT = Path(sys.executable).with_name("sgm-export")  # the console script, as users run it
+SGM_EXPORT = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "sgm_export"]
+
+
+def build_base(work: Path, layers: int, hidden: int, intermediate: int, dtype: str, shard_size: str) -> Path:
+    """A random Llama saved in shards, built once per configuration (atomically, by a rename)."""
+    import torch
+    import transformers
+
+    folder = work / f"llama-l{layers}-h{hidden}-i{intermediate}-{dtype}-{shard_size}"
+    if folder.is_dir():
+        return folder
+    config = transformers.LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 128,
+        num_key_value_heads=hidden // 128,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM._from_config(config, dtype=getattr(torch, dtype))
+    staging = work / (folder.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging, max_shard_size=shard_size)
+    staging.rename(folder)
+    return folder
+
+
+def build_glasses(work: Path, layers: int, intermediate: int) -> Path:
+    """Random scales in [0, 1] for every neuron, a third of them left at 1."""
+    import torch
+
+    from sgm_export.glasses import Glasses, save_glasses
+
+    path = work / f"glasses-l{layers}-i{intermediate}.safetensors"
+    if not path.is_file():
+        generator = torch.Generator().manual_seed(0)
+        scales = []
+        for _ in range(layers):
+            scale = torch.rand(intermediate, generator=generator)
+            scale[torch.rand(intermediate, generator=generator) < 1 / 3] = 1.0
+            scales.append(scale)
+        save_glasses(Glasses(scales, {"mode": "benchmark"}), path)
+    return path
+
+
+def run(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MB) of one process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"failed ({process.returncode}): {shlex.join(command)}")
+    return seconds, usage.ru_maxrss * 1024 / MB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/sgm-export-bench"), help="where the model is cached and outputs go")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=2048)
+    parser.add_argument("--intermediate", type=int, default=8192)
+    parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
+    parser.add_argument("--shard-size", default="500MB", help="max_shard_size of save_pretrained")
+    args = parser.parse_args()
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as builder:
+        base = builder.submit(build_base, args.work, args.layers, args.hidden, args.intermediate, args.dtype, args.shard_size).result()
+        glasses = builder.submit(build_glasses, args.work, args.layers, args.intermediate).result()
+    shards = sorted(base.glob("*.safetensors"))
+    total, largest = sum(s.stat().st_size for s in shards) / MB, max(s.stat().st_size for s in shards) / MB
+    dest = args.work / "out"
+    export = [*SGM_EXPORT, "export", str(base), "--glasses", str(glasses), "--out", str(dest)]
+    commands = {
+        "cp -r": ["cp", "-r", str(base), str(dest)],
+        "reference: SHA-256 of the shards": [sys.executable, "-c", HASH_SHARDS, *map(str, shards)],
+        "export --format module": [*export, "--format", "module"],
+        "export --format module --link": [*export, "--format", "module", "--link"],
+        "export --format folded": [*export, "--format", "folded"],
+        "start-up: sgm-export --help": [*SGM_EXPORT, "--help"],
+        "start-up: import the export path": [sys.executable, "-c", "import sgm_export.cli, sgm_export.export, sgm_export.glasses"],
+    }
+    load_before = os.getloadavg()
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    peaks: dict[str, list[float]] = {name: [] for name in commands}
+    for repeat in range(args.repeats + 1):  # the first round warms the page cache and is dropped
+        for name, command in commands.items():
+            shutil.rmtree(dest, ignore_errors=True)
+            os.sync()
+            seconds, peak = run(command)
+            if repeat:
+                times[name].append(seconds)
+                peaks[name].append(peak)
+    shutil.rmtree(dest, ignore_errors=True)
+
+    median = {name: statistics.median(values) for name, values in times.items()}
+    startup = median["start-up: import the export path"]
+    copy = median["cp -r"]
+    print(f"\n`{shlex.join([sys.executable, *sys.argv])}`\n")
+    print(
+        f"Model: Llama, {args.layers} layers, hidden {args.hidden}, d_ff {args.intermediate}, {args.dtype}: "
+        f"{len(shards)} shards, {total:,.0f} MB, largest {largest:,.0f} MB. "
+        f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before and {os.getloadavg()[0]:.2f} after; "
+        f"medians of {args.repeats} alternating runs after one warm-up run each.\n"
+    )
+    print("| command | median s | runs s | vs cp -r | minus start-up s | minus start-up vs cp -r | peak RSS MB |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for name in commands:
+        runs = ", ".join(f"{value:.2f}" for value in times[name])
+        if name.startswith("export"):  # what the export costs beyond its fixed start-up
+            rest = median[name] - startup
+            extra = f"{rest:.2f} | {rest / copy:.2f}x"
+        else:
+            extra = "| "
+        print(f"| {name} | {median[name]:.2f} | {runs} | {median[name] / copy:.2f}x | {extra} | {max(peaks[name]):,.0f} |")
+    folded_peak = max(peaks["export --format folded"])
+    limit = largest + 500
+    verdict = "within" if folded_peak <= limit else "OVER"
+    print(f"\nFolded export: peak RSS {folded_peak:,.0f} MB, {verdict} the target of largest shard + 500 MB = {limit:,.0f} MB.")
+    print(f"Module export: {median['export --format module'] / copy:.2f}x the time of cp -r (target: at most 1.2x).")
+
+
+if __name__ == "__main__":
+    main()
