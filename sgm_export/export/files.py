@@ -5,9 +5,10 @@ file, the model card included. `export.export_fields` lists the fields.
 
 Hashing is what makes an export cost more than copying its files: SHA-256 runs at about 1.7 GB/s
 on one core (with the CPU's SHA instructions), slower than the kernel copies a file from the page
-cache. So `copy_file` hashes a
-file while the kernel copies it, and hands the digest on to `write_manifest`, which then reads
-only the files it has no digest for, instead of reading every weight a second time.
+cache. So `copy_file` takes a base file's digest from what is known of it (`digests.py`: the
+Hub's blob names, digests remembered from an earlier export), or else hashes the file while the
+kernel copies it, and hands the digest on to `write_manifest`, which then reads only the files it
+has no digest for, instead of reading every weight a second time.
 """
 
 import json
@@ -20,6 +21,7 @@ from typing import Any
 
 from sgm_export import __version__
 from sgm_export.errors import CheckpointError
+from sgm_export.export.digests import file_digest
 from sgm_export.modeling import sha256_file, shipped_modeling_sha256
 from sgm_export.outputs import atomic_file
 
@@ -30,21 +32,22 @@ def copy_file(source: Path, target: Path, link: bool = False) -> str:
     """Copy byte for byte, or hard-link on request; return the file's SHA-256.
 
     The copy runs in the kernel (sendfile, no bytes through Python) on a helper thread while
-    this one hashes the source: both release the GIL, so with a second core free the two
-    together take about as long as the hash alone. The digest is the target's as long as the
-    source did not change meanwhile, which its size and modification time confirm. A linked
-    file is simply hashed.
+    this one finds the source's digest (`file_digest`: known already, or hashed now): both
+    release the GIL, so with a second core free the two together take about as long as the
+    longer of them. The digest is the target's as long as the source did not change meanwhile,
+    which its size and modification time confirm. A linked file shares the source's digest.
     """
     if link:
+        digest = file_digest(source)  # before linking: a new link changes the file's change time
         try:
             os.link(source, target)
-            return sha256_file(target)
+            return digest
         except OSError:
             pass  # another filesystem, or links not allowed: fall back to a copy
     before = os.stat(source)
     with ThreadPoolExecutor(max_workers=1) as copier:
         copying = copier.submit(shutil.copyfile, source, target)
-        digest = sha256_file(source)
+        digest = file_digest(source)
         copying.result()
     after = os.stat(source)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):

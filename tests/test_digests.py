@@ -1,0 +1,84 @@
+"""Digests of base files found without reading them: the Hub cache's blob names, and digests
+remembered from an earlier export for as long as the file is unchanged."""
+
+import hashlib
+import json
+import os
+import time
+
+import pytest
+
+from sgm_export.export import digests
+from sgm_export.export.digests import file_digest
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SGM_EXPORT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def old_file(path, content: bytes):
+    """A file written a minute ago (older than the racy window)."""
+    path.write_bytes(content)
+    past = time.time() - 60
+    os.utime(path, (past, past))
+    time.sleep(digests.RACY_SECONDS + 0.1)  # its change time, which utime cannot set back, must be old too
+    return path
+
+
+def refuse_hashing(monkeypatch):
+    def fail(path):
+        raise AssertionError(f"{path} was read")
+
+    monkeypatch.setattr(digests, "sha256_file", fail)
+
+
+def test_a_digest_is_computed_once_and_remembered(cache, tmp_path, monkeypatch):
+    shard = old_file(tmp_path / "model.safetensors", b"weights" * 1000)
+    assert file_digest(shard) == sha256(shard)
+    refuse_hashing(monkeypatch)
+    assert file_digest(shard) == sha256(shard)
+
+
+def test_a_changed_file_is_hashed_again(cache, tmp_path):
+    shard = old_file(tmp_path / "model.safetensors", b"weights" * 1000)
+    before = file_digest(shard)
+    stat = shard.stat()
+    shard.write_bytes(b"WEIGHTS" * 1000)  # same size
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old modification time
+    assert file_digest(shard) == sha256(shard) != before  # the change time gives it away
+
+
+def test_a_file_written_just_now_is_not_remembered(cache, tmp_path, monkeypatch):
+    fresh = tmp_path / "fresh"
+    fresh.write_bytes(b"new")
+    file_digest(fresh)
+    assert not (cache / digests.CACHE_FILE).exists()
+
+
+def test_hub_blob_names_are_the_digest(cache, tmp_path, monkeypatch):
+    """In the Hugging Face cache a weight file links to blobs/<its SHA-256>."""
+    content = b"lfs weights"
+    blob = tmp_path / "models--org--name" / "blobs" / hashlib.sha256(content).hexdigest()
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(content)
+    snapshot = tmp_path / "models--org--name" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to(blob)
+    refuse_hashing(monkeypatch)
+    assert file_digest(snapshot / "model.safetensors") == sha256(blob)
+
+
+def test_a_damaged_cache_is_ignored(cache, tmp_path):
+    cache.mkdir()
+    (cache / digests.CACHE_FILE).write_text("{not json")
+    shard = old_file(tmp_path / "model.safetensors", b"weights")
+    assert file_digest(shard) == sha256(shard)
+    key = f"{shard.stat().st_dev}:{shard.stat().st_ino}"
+    (cache / digests.CACHE_FILE).write_text(json.dumps({key: {"stamp": 3}}))
+    assert file_digest(shard) == sha256(shard)
