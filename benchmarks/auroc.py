@@ -6,7 +6,9 @@ the floor of one `np.sort` over the whole (neurons x examples) matrix.
 
 scikit-learn is timed on a sample of neurons and scaled to all of them; our results are checked
 against it on that sample (max |difference| must stay under 1e-6). Everything is measured in this
-one run, so the ratios compare like with like.
+one run, so the ratios compare like with like. The activations are laid out as scoring stores
+them (each neuron's values side by side), and `auroc` uses `torch.get_num_threads()` threads
+(`--threads`); the floor is one `np.sort` call, which uses one.
 """
 
 import argparse
@@ -30,7 +32,7 @@ def bench(neurons: int, examples: int, sample: int, device: str) -> dict:
     values = rng.standard_normal((examples, neurons), dtype=np.float32)
     values[:, : neurons // 100] = np.round(values[:, : neurons // 100])  # 1% of neurons with many ties
     labels = rng.random(examples) < 0.5
-    values_t, labels_t = torch.from_numpy(values), torch.from_numpy(labels)
+    labels_t = torch.from_numpy(labels)
 
     sample_idx = rng.choice(neurons, size=min(sample, neurons), replace=False)
     sklearn_sample = seconds(lambda: [roc_auc_score(labels, values[:, j]) for j in sample_idx])
@@ -40,7 +42,9 @@ def bench(neurons: int, examples: int, sample: int, device: str) -> dict:
     rows = np.ascontiguousarray(values.T)
     sort_floor = min(seconds(lambda: np.sort(rows, axis=1)) for _ in range(2))
 
-    on_device = values_t.to(device)
+    # The layout scoring stores pooled activations in (sgm_export/score/store.py): [examples,
+    # neurons] in shape, neuron-major in memory, so that each neuron's values lie side by side.
+    on_device = torch.from_numpy(rows).to(device).T
     auroc(on_device[:, :1000], labels_t)  # warm-up (CUDA context, allocator)
     ours, result = float("inf"), None
     for _ in range(2):
@@ -69,7 +73,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--sample", type=int, default=300, help="neurons timed with scikit-learn")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads for our AUROC")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     rows = [bench(n, args.examples, args.sample, args.device) for n in args.neurons]
     columns = list(rows[0])
     print("| " + " | ".join(columns) + " |")

@@ -16,24 +16,39 @@ thousand, so the memory of the sort stays small; when the pooled activations are
 neuron-major (`values` is the transpose of a contiguous tensor) a block is read where it lies.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
 SIGN_CLEARED = 0x7FFFFFFF
+SUB_ROWS = 512  # neurons sorted at a time by one thread: their work arrays stay in the caches
+FINITE_KEYS = (-0x7F800000, 0x7F7FFFFF)  # the sort keys of -FLT_MAX and +FLT_MAX: infinities and NaN lie outside
+NON_FINITE = "activations contain NaN or infinity; score in float32 (--dtype float32)"
 
 
-def auroc(values: torch.Tensor, labels: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
-    """AUROC per column of `values` ([examples, neurons]) for binary `labels` ([examples])."""
+def auroc(values: torch.Tensor, labels: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """AUROC per column of `values` ([examples, neurons]) for binary `labels` ([examples]),
+    `chunk_size` neurons at a time (default: `block_neurons` of the device)."""
     if values.ndim != 2 or labels.shape != (values.shape[0],):
         raise ValueError(f"expected values [examples, neurons] and labels [examples], got {tuple(values.shape)} and {tuple(labels.shape)}")
     rows = values.T  # [neurons, examples]
+    chunk_size = chunk_size or block_neurons(rows.device)
     return torch.cat([auroc_of_rows(rows[start : start + chunk_size], labels) for start in range(0, rows.shape[0], chunk_size)])
+
+
+def block_neurons(device: torch.device) -> int:
+    """How many neurons to hand `auroc_of_rows` at once. On a GPU a block is sorted in one go,
+    so it is kept to a few thousand neurons; on the CPU the rows are a view of the store and the
+    work is done in small pieces anyway, so one block of every neuron costs no memory and saves
+    setting up the threads and their buffers again for each block."""
+    return 1 << 30 if device.type == "cpu" else 4096
 
 
 def auroc_of_rows(rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """AUROC of each row of `rows` ([neurons, examples], on any device), as float32 on the CPU.
 
-    One call sorts the whole block at once: pass a few thousand neurons at a time (`auroc` and
+    On a GPU one call sorts the whole block at once: pass `block_neurons` at a time (`auroc` and
     the scoring loop do), so that the sort keys fit in memory beside the activations.
     """
     positive = labels.bool().cpu()
@@ -41,28 +56,73 @@ def auroc_of_rows(rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     n_neg = positive.numel() - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError("AUROC needs at least one positive and one negative example")
-    if not torch.isfinite(rows).all():
-        raise ValueError("activations contain NaN or infinity; score in float32 (--dtype float32)")
-    if rows.device.type == "cpu":
+    if rows.device.type == "cpu":  # non-finite values show in the sort keys (see `_SortBuffers`)
         rank_sums = torch.from_numpy(_rank_sums_numpy(rows.to(torch.float32).numpy(), positive.numpy()))
     else:
+        if not torch.isfinite(rows).all():
+            raise ValueError(NON_FINITE)
         rank_sums = _rank_sums_torch(rows, positive).cpu()
     return ((rank_sums - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).to(torch.float32)
 
 
 def _rank_sums_numpy(block: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Positives' rank sums per row of `block` ([neurons, examples]), on the CPU."""
-    ranks = np.arange(1, block.shape[1] + 1, dtype=np.float64)
-    bits = np.add(block, np.float32(0.0), order="C").view(np.int32)  # -0.0 becomes +0.0 (they compare equal), in a new array
-    keys = bits ^ ((bits >> 31) & np.int32(SIGN_CLEARED))  # negative floats: magnitude bits flipped
-    keys &= np.int32(~1)
-    keys |= positive.astype(np.int32)
-    keys.sort(axis=1)
-    sums = (keys & 1).astype(np.float64) @ ranks
-    unsure = np.flatnonzero((np.diff(keys, axis=1) == 1).any(axis=1))
+    """Positives' rank sums per row of `block` ([neurons, examples]), on the CPU: the rows are
+    shared among `torch.get_num_threads()` threads (numpy's sort and element-wise kernels let go
+    of the GIL), each working through its rows a few hundred at a time in buffers of its own."""
+    n = block.shape[1]
+    exact_in_float32 = n * (n + 1) // 2 < 2**24  # every partial rank sum is then an exact float32
+    ranks = np.arange(1, n + 1, dtype=np.float32 if exact_in_float32 else np.float64)
+    labels = positive.astype(np.int32)
+    sums = np.empty(len(block), dtype=np.float64)
+    parts = np.array_split(np.arange(len(block)), max(1, min(torch.get_num_threads(), len(block) // SUB_ROWS)))
+
+    def work(rows: np.ndarray) -> None:
+        buffers = _SortBuffers(min(SUB_ROWS, len(rows)), n, ranks.dtype)
+        for start in range(rows[0], rows[-1] + 1, SUB_ROWS) if len(rows) else ():
+            stop = min(start + SUB_ROWS, rows[-1] + 1)
+            sums[start:stop] = buffers.rank_sums(block[start:stop], labels, ranks)
+
+    if len(parts) == 1:
+        work(parts[0])
+    else:
+        with ThreadPoolExecutor(len(parts)) as pool:
+            list(pool.map(work, parts))
+    unsure = np.flatnonzero(np.isnan(sums))
     if unsure.size:
         sums[unsure] = _exact_rank_sums(block[unsure], positive)
     return sums
+
+
+class _SortBuffers:
+    """Work arrays for the fast path, allocated once and reused: fresh arrays of this size would
+    cost more in page faults than the arithmetic done in them."""
+
+    def __init__(self, rows: int, n: int, rank_dtype: np.dtype) -> None:
+        self.keys = np.empty((rows, n), dtype=np.int32)
+        self.scratch = np.empty((rows, n), dtype=np.int32)
+        self.weights = np.empty((rows, n), dtype=rank_dtype)
+        self.near_tie = np.empty((rows, max(0, n - 1)), dtype=bool)
+
+    def rank_sums(self, values: np.ndarray, labels: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+        """The positives' rank sums of these rows, NaN where a near-tie needs the exact path."""
+        rows = len(values)
+        keys, scratch, weights, near_tie = self.keys[:rows], self.scratch[:rows], self.weights[:rows], self.near_tie[:rows]
+        np.add(values, np.float32(0.0), out=keys.view(np.float32))  # -0.0 becomes +0.0: they compare equal
+        np.right_shift(keys, 31, out=scratch)
+        np.bitwise_and(scratch, np.int32(SIGN_CLEARED), out=scratch)
+        np.bitwise_xor(keys, scratch, out=keys)  # negative floats: magnitude bits flipped
+        np.bitwise_and(keys, np.int32(~1), out=keys)
+        np.bitwise_or(keys, labels, out=keys)
+        keys.sort(axis=1)
+        if keys[:, 0].min() < FINITE_KEYS[0] or keys[:, -1].max() > FINITE_KEYS[1]:
+            raise ValueError(NON_FINITE)  # checked on the sorted keys: no pass over the values of its own
+        np.bitwise_and(keys, 1, out=scratch)
+        np.copyto(weights, scratch, casting="unsafe")
+        sums = (weights @ ranks).astype(np.float64)
+        np.subtract(keys[:, 1:], keys[:, :-1], out=scratch[:, 1:])
+        np.equal(scratch[:, 1:], 1, out=near_tie)
+        sums[near_tie.any(axis=1)] = np.nan
+        return sums
 
 
 def _rank_sums_torch(block: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from sgm_export.errors import DataError, SgmError
 from sgm_export.models.load import LoadedModel
 from sgm_export.options import ScoreOptions
 from sgm_export.progress import progress_bar
-from sgm_export.score.auroc import auroc_of_rows
+from sgm_export.score.auroc import auroc_of_rows, block_neurons
 from sgm_export.score.batching import BatchPlan, activation_bytes_per_token, auto_batch_size, is_out_of_memory
 from sgm_export.score.distributed import WHOLE, Share, exchange_rows, gather_slices
 from sgm_export.score.files import Scores
@@ -23,8 +23,8 @@ from sgm_export.score.recorder import PooledRecorder
 from sgm_export.score.store import PooledStore, device_budget_bytes
 
 IMAGE_TOKEN_ALLOWANCE = 1024  # tokens an image may add to a row, for the memory estimate of --batch-size auto
+MEAN_ROWS = 4096  # neurons whose class means are taken at a time
 FINITE_CHECK_BATCHES = 16  # on a GPU, batches between two checks for NaN (each check waits for the GPU)
-BLOCK_NEURONS = 4096  # neurons per AUROC block
 
 
 def fill_store(
@@ -132,8 +132,12 @@ def neuron_statistics(blocks: Iterable[torch.Tensor], labels: torch.Tensor) -> t
     for block in blocks:
         aurocs.append(auroc_of_rows(block, labels))
         columns = toxic.to(block.device)
-        mean_toxic.append(block[:, columns].mean(dim=1).cpu())
-        mean_neutral.append(block[:, ~columns].mean(dim=1).cpu())
+        # A few thousand neurons at a time, each class gathered into a contiguous copy: the sums
+        # then run the same way whatever the block's size and layout (a data-parallel rank's
+        # slice gives the same means as one process), and the copies stay small.
+        for part in block.split(MEAN_ROWS):
+            mean_toxic.append(part[:, columns].mean(dim=1).cpu())
+            mean_neutral.append(part[:, ~columns].mean(dim=1).cpu())
     return torch.cat(aurocs), torch.cat(mean_toxic), torch.cat(mean_neutral)
 
 
@@ -141,11 +145,12 @@ def store_statistics(store: PooledStore, labels: torch.Tensor, device: torch.dev
     """`neuron_statistics` of every stored neuron; with several ranks, each computes its slice of
     the neurons from the rows all ranks exchange, and every rank ends with all of them."""
     if share.world == 1:
-        return neuron_statistics(store.neuron_blocks(BLOCK_NEURONS, device), labels)
+        return neuron_statistics(store.neuron_blocks(block_neurons(device), device), labels)
     done = store.done_indices()
     values = exchange_rows(done, store.rows(done), store.n_examples, share, device)
     rows = values.T
-    blocks = (rows[start : start + BLOCK_NEURONS].to(device) for start in range(0, rows.shape[0], BLOCK_NEURONS))
+    size = block_neurons(device)
+    blocks = (rows[start : start + size].to(device) for start in range(0, rows.shape[0], size))
     return tuple(gather_slices(statistic, share, device) for statistic in neuron_statistics(blocks, labels))
 
 
