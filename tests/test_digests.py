@@ -22,12 +22,13 @@ def sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def old_file(path, content: bytes):
-    """A file written a minute ago (older than the racy window)."""
+def old_file(path, content: bytes, monkeypatch):
+    """A file old enough to be remembered: written a minute ago, and (since its change time
+    cannot be set back) a racy window of zero seconds."""
     path.write_bytes(content)
     past = time.time() - 60
     os.utime(path, (past, past))
-    time.sleep(digests.RACY_SECONDS + 0.1)  # its change time, which utime cannot set back, must be old too
+    monkeypatch.setattr(digests, "RACY_SECONDS", 0)
     return path
 
 
@@ -39,14 +40,14 @@ def refuse_hashing(monkeypatch):
 
 
 def test_a_digest_is_computed_once_and_remembered(cache, tmp_path, monkeypatch):
-    shard = old_file(tmp_path / "model.safetensors", b"weights" * 1000)
+    shard = old_file(tmp_path / "model.safetensors", b"weights" * 1000, monkeypatch)
     assert file_digest(shard) == sha256(shard)
     refuse_hashing(monkeypatch)
     assert file_digest(shard) == sha256(shard)
 
 
-def test_a_changed_file_is_hashed_again(cache, tmp_path):
-    shard = old_file(tmp_path / "model.safetensors", b"weights" * 1000)
+def test_a_changed_file_is_hashed_again(cache, tmp_path, monkeypatch):
+    shard = old_file(tmp_path / "model.safetensors", b"weights" * 1000, monkeypatch)
     before = file_digest(shard)
     stat = shard.stat()
     shard.write_bytes(b"WEIGHTS" * 1000)  # same size
@@ -74,10 +75,10 @@ def test_hub_blob_names_are_the_digest(cache, tmp_path, monkeypatch):
     assert file_digest(snapshot / "model.safetensors") == sha256(blob)
 
 
-def test_a_damaged_cache_is_ignored(cache, tmp_path):
+def test_a_damaged_cache_is_ignored(cache, tmp_path, monkeypatch):
     cache.mkdir()
     (cache / digests.CACHE_FILE).write_text("{not json")
-    shard = old_file(tmp_path / "model.safetensors", b"weights")
+    shard = old_file(tmp_path / "model.safetensors", b"weights", monkeypatch)
     assert file_digest(shard) == sha256(shard)
     key = f"{shard.stat().st_dev}:{shard.stat().st_ino}"
     (cache / digests.CACHE_FILE).write_text(json.dumps({key: {"stamp": 3}}))
