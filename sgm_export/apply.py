@@ -11,6 +11,7 @@ tensor, `{projection module path}.sgm_glasses_scale`, that can be found and rena
 import contextlib
 from collections.abc import Iterator
 
+import torch
 from torch import nn
 
 from sgm_export.arch import Family, decoder_projections, decoder_widths
@@ -30,7 +31,8 @@ def glasses_applied(model: nn.Module, family: Family, glasses: Glasses) -> Itera
     glasses.check_fits(decoder_widths(model, family), "the model")
     handles = []
     for projection, scale in zip(projections, glasses.scales):
-        projection.register_buffer(SCALE_BUFFER, scale.to(projection.weight.device, projection.weight.dtype), persistent=False)
+        weight = projection.weight
+        projection.register_buffer(SCALE_BUFFER, torch.from_numpy(scale).to(weight.device, weight.dtype), persistent=False)
         handles.append(projection.register_forward_pre_hook(_scale_input))
     try:
         yield

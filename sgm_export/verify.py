@@ -16,8 +16,7 @@ from sgm_export.data.images import probe_image
 from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.errors import CheckpointError
 from sgm_export.export.files import MANIFEST_FILE, read_manifest
-from sgm_export.export.folded import GLASSES_FILE
-from sgm_export.glasses import Glasses, load_glasses
+from sgm_export.glasses import GLASSES_FILE, Glasses, load_glasses
 from sgm_export.modeling import (
     MODELING_FILE,
     SCALE_SUFFIX,
@@ -93,7 +92,7 @@ def export_glasses(export_dir: Path) -> Glasses:
     config = read_config(export_dir)
     if not (export_dir / SCALES_FILE).is_file():
         raise CheckpointError(f"{export_dir} has no {SCALES_FILE}, so it carries no glasses", "export the model again")
-    scales, _ = read_tensor_file(export_dir / SCALES_FILE, "glasses", "export the model again")
+    scales, _ = read_tensor_file(export_dir / SCALES_FILE, "glasses", "export the model again", framework="np")
     try:
         return Glasses([scales[name + SCALE_SUFFIX] for name in config["sgm"]["modules"]], {})
     except (KeyError, TypeError) as missing:

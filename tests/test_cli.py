@@ -1,11 +1,14 @@
 """The command line end to end on a tiny model: score, glasses, export, verify, run."""
 
 import json
+import subprocess
+import sys
 
 import torch
 from safetensors.torch import load_file
 
-from tests.cli_helpers import assert_clean_usage_error, sgm
+from sgm_export.glasses import save_glasses
+from tests.cli_helpers import assert_clean_usage_error, cli_env, sgm
 
 
 def test_stages_one_by_one(tiny_llama, labelled_jsonl, tmp_path):
@@ -30,6 +33,17 @@ def test_stages_one_by_one(tiny_llama, labelled_jsonl, tmp_path):
 
     result = sgm("export", tiny_llama, "--glasses", glasses, "--out", tmp_path / "module")
     assert_clean_usage_error(result, "already exists", "--force")
+
+
+def test_module_export_imports_no_torch(tiny_llama, tiny_glasses, tmp_path):
+    """A module export only copies files and writes the scales; importing torch would take longer
+    than that (benchmarks/export.py), so the command never does."""
+    glasses = save_glasses(tiny_glasses, tmp_path / "g.safetensors")
+    script = "import sys; from sgm_export.cli import main; code = main(sys.argv[1:]); assert 'torch' not in sys.modules; sys.exit(code)"
+    command = [sys.executable, "-c", script, "export", str(tiny_llama), "--glasses", str(glasses), "--out", str(tmp_path / "out")]
+    done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "sgm_glasses.safetensors").is_file()
 
 
 def test_verify_exits_1_on_mismatch(tiny_llama, tiny_models, labelled_jsonl, tmp_path):

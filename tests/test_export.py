@@ -236,7 +236,8 @@ def test_folded_shards_change_only_the_projection_bytes(tmp_path, monkeypatch, m
     for shard in shards:
         save_file({k: v.to(dtype) for k, v in load_file(shard).items()}, shard, metadata={"format": "pt", "origin": "test"})
     originals = {shard.name: shard.read_bytes() for shard in shards}
-    projections = {key: glasses.scales[layer] for layer, key in open_base_checkpoint(str(base_dir), glasses).projection_keys.items()}
+    keys = open_base_checkpoint(str(base_dir), glasses).projection_keys
+    projections = {key: torch.from_numpy(glasses.scales[layer]) for layer, key in keys.items()}
     axis = 0 if model_type == "gpt2" else 1
     monkeypatch.setattr(folded, "FOLD_BLOCK_BYTES", 100)
 

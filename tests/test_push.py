@@ -131,7 +131,7 @@ def test_push_refuses_glasses_that_do_not_match_the_card(exported, licensed_llam
     from sgm_export.export.files import read_manifest, write_manifest
     from sgm_export.glasses import Glasses
 
-    other = Glasses([scale.flip(0) for scale in tiny_glasses.scales], tiny_glasses.metadata)
+    other = Glasses([scale[::-1] for scale in tiny_glasses.scales], tiny_glasses.metadata)
     replacement = export_checkpoint(str(licensed_llama), other, tmp_path / "other")
     (exported / "sgm_glasses.safetensors").write_bytes((replacement / "sgm_glasses.safetensors").read_bytes())
     fields = {key: value for key, value in read_manifest(exported).items() if key != "files"}

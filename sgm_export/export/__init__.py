@@ -1,23 +1,25 @@
 """Writing checkpoints that carry the glasses: `module` (custom code, weights untouched) and
 `folded` (scales multiplied into the output projection's weights). Every export closes with its
-model card (README.md) and its manifest (sgm_export.json), which records the card's hash too."""
+model card (README.md) and its manifest (sgm_export.json), which records the card's hash too.
+
+A module export is file work (copies, hashes, the scales written with numpy), so this package
+imports no torch; the folded writer, which multiplies weights in torch, is imported when used."""
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from sgm_export.errors import SgmError
 from sgm_export.export.files import write_manifest
-from sgm_export.export.folded import GLASSES_FILE, write_folded_checkpoint
 from sgm_export.export.module import write_module_checkpoint
 from sgm_export.export.source import BaseCheckpoint, open_base_checkpoint
-from sgm_export.glasses import Glasses
+from sgm_export.glasses import GLASSES_FILE, Glasses
 from sgm_export.modeling import SCALES_FILE
 from sgm_export.outputs import atomic_dir, check_outside_inputs, check_target_free
 from sgm_export.publish.card import PIPELINE_TAGS, base_license, write_card
 
-WRITERS = {"module": write_module_checkpoint, "folded": write_folded_checkpoint}
+Writer = Callable[[BaseCheckpoint, Glasses, Path, bool], dict[str, str]]
 GLASSES_FILES = {"module": SCALES_FILE, "folded": GLASSES_FILE}
 
 
@@ -36,15 +38,25 @@ def export_checkpoint(
     `recipe` (the YAML text of a `run`) is embedded in the card so the export can be reproduced;
     `hub_repo_id`, when the destination is known, goes into the card's loading snippets.
     """
-    if format not in WRITERS:
+    if format not in GLASSES_FILES:
         raise SgmError(f"unknown export format {format!r}", "use module or folded (ONNX has its own command: sgm-export onnx)")
     check_target_free(Path(out), force)
     base = open_base_checkpoint(model, glasses)
     check_outside_inputs(Path(out), [base.path])
     with atomic_dir(Path(out), force=force) as staging:
-        digests = WRITERS[format](base, glasses, staging, link)
+        digests = writer(format)(base, glasses, staging, link)
         finish_export(staging, export_fields(base, glasses, format, recipe, hub_repo_id), digests)
     return Path(out)
+
+
+def writer(format: str) -> Writer:
+    """The function that fills a staging folder with a `format` checkpoint. Importing torch
+    takes longer than a module export itself, so only the folded writer's import brings it in."""
+    if format == "folded":
+        from sgm_export.export.folded import write_folded_checkpoint
+
+        return write_folded_checkpoint
+    return write_module_checkpoint
 
 
 def export_fields(base: BaseCheckpoint, glasses: Glasses, format: str, recipe: str | None, hub_repo_id: str | None) -> dict[str, Any]:

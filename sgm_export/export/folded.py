@@ -20,11 +20,10 @@ import torch
 from sgm_export.errors import CheckpointError, SgmError
 from sgm_export.export.files import copy_file
 from sgm_export.export.source import BaseCheckpoint
-from sgm_export.glasses import Glasses, save_glasses
+from sgm_export.glasses import GLASSES_FILE, Glasses, save_glasses
 from sgm_export.modeling import sha256_file
 from sgm_export.models.checkpoint import SAFE_INDEX, safetensors_data_start, safetensors_header
 
-GLASSES_FILE = "glasses.safetensors"
 # The most of a weight read at once. Folding a block in float32 briefly needs up to 6x as much
 # (bfloat16: the block, two float32 temporaries, the result). Small blocks also keep the
 # allocator's heap small: peak RSS of a 2.4 GB folded export measured 319 MB with 4 MiB blocks and
@@ -51,7 +50,7 @@ def write_folded_checkpoint(base: BaseCheckpoint, glasses: Glasses, staging: Pat
     digests["config.json"] = copy_file(base.path / "config.json", staging / "config.json")
     if (base.path / SAFE_INDEX).is_file():
         digests[SAFE_INDEX] = copy_file(base.path / SAFE_INDEX, staging / SAFE_INDEX)
-    scale_of_key = {key: glasses.scales[layer] for layer, key in base.projection_keys.items()}
+    scale_of_key = {key: torch.from_numpy(glasses.scales[layer]) for layer, key in base.projection_keys.items()}
     axis = base.family.input_axis()
     for shard in base.weights:
         header = safetensors_header(shard)

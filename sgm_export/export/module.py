@@ -12,8 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
+from safetensors.numpy import save_file
 
 from sgm_export import __version__
 from sgm_export.export.files import copy_file
@@ -39,7 +38,7 @@ def write_module_checkpoint(base: BaseCheckpoint, glasses: Glasses, staging: Pat
     digests = {file.name: copy_file(file, staging / file.name, link) for file in base.companion_files()}
     digests |= _copy_weights(base, staging, link)
     modules = [base.family.module_name(layer) for layer in range(len(glasses.scales))]
-    scales = {name + SCALE_SUFFIX: scale.to(torch.float32).contiguous() for name, scale in zip(modules, glasses.scales)}
+    scales = {name + SCALE_SUFFIX: scale for name, scale in zip(modules, glasses.scales)}  # float32 vectors, as Glasses keeps them
     save_file(scales, staging / SCALES_FILE, metadata={"format": "pt", **glasses.metadata})
     shutil.copyfile(shipped_modeling_path(), staging / MODELING_FILE)
     (staging / "config.json").write_text(json.dumps(sgm_config(base, modules), indent=2) + "\n", encoding="utf-8")

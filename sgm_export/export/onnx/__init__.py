@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sgm_export.errors import SgmError
-from sgm_export.glasses import Glasses, save_glasses
+from sgm_export.glasses import GLASSES_FILE, Glasses, save_glasses
 from sgm_export.options import OnnxOptions
 from sgm_export.outputs import atomic_dir, check_target_free
 from sgm_export.progress import progress_bar
@@ -66,7 +66,6 @@ def require_onnx_packages() -> None:
 
 def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, external_data_threshold: int) -> None:
     from sgm_export.export.files import copy_file, write_manifest
-    from sgm_export.export.folded import GLASSES_FILE
     from sgm_export.export.onnx.description import describe_export, write_description
     from sgm_export.export.onnx.graph import GlassesGraphError, drop_local_metadata, find_glasses, name_glasses, save_graph
     from sgm_export.export.onnx.trace import OPSET, WRAPPED

@@ -23,10 +23,9 @@ import onnx_ir as ir
 import torch
 
 from sgm_export.apply import glasses_applied
-from sgm_export.export.folded import GLASSES_FILE
 from sgm_export.export.onnx.graph import find_glasses
 from sgm_export.export.onnx.trace import DTYPES
-from sgm_export.glasses import Glasses, load_glasses
+from sgm_export.glasses import GLASSES_FILE, Glasses, load_glasses
 from sgm_export.models.load import LoadedModel, load_model
 from sgm_export.runtime import OnnxCausalLM
 from sgm_export.runtime.tokenizer import left_padded
@@ -108,7 +107,7 @@ def scale_problems(graph_path: Path, glasses: Glasses) -> list[str]:
         return [f"the graph holds {len(nodes)} scale initializers for {len(glasses.scales)} layers of glasses"]
     problems = []
     for node, scale in zip(nodes, glasses.scales):
-        expected = scale.numpy().astype(node.values.dtype)
+        expected = scale.astype(node.values.dtype)
         if node.values.shape != expected.shape or not np.array_equal(node.values, expected):
             problems.append(f"{node.initializer} differs from layers.{node.layer}.scale of {GLASSES_FILE}")
     return problems

@@ -113,7 +113,7 @@ def _unfold(model: nn.Module, family: Family, glasses: Glasses) -> None:
     _check_fits(model, family, glasses, "the folded export")
     with torch.no_grad():
         for projection, scale in zip(decoder_projections(model, family), glasses.scales):
-            projection.weight.copy_(unfold_scale(projection.weight, scale, family.input_axis()))
+            projection.weight.copy_(unfold_scale(projection.weight, torch.from_numpy(scale), family.input_axis()))
 
 
 def _check_fits(model: nn.Module, family: Family, glasses: Glasses, what: str) -> None:
