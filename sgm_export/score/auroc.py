@@ -70,14 +70,13 @@ def _rank_sums_numpy(block: np.ndarray, positive: np.ndarray) -> np.ndarray:
     shared among `torch.get_num_threads()` threads (numpy's sort and element-wise kernels let go
     of the GIL), each working through its rows a few hundred at a time in buffers of its own."""
     n = block.shape[1]
-    exact_in_float32 = n * (n + 1) // 2 < 2**24  # every partial rank sum is then an exact float32
-    ranks = np.arange(1, n + 1, dtype=np.float32 if exact_in_float32 else np.float64)
+    ranks = np.arange(1, n + 1, dtype=np.int32 if n * (n + 1) // 2 < 2**31 else np.int64)
     labels = positive.astype(np.int32)
     sums = np.empty(len(block), dtype=np.float64)
     parts = np.array_split(np.arange(len(block)), max(1, min(torch.get_num_threads(), len(block) // SUB_ROWS)))
 
     def work(rows: np.ndarray) -> None:
-        buffers = _SortBuffers(min(SUB_ROWS, len(rows)), n, ranks.dtype)
+        buffers = _SortBuffers(min(SUB_ROWS, len(rows)), n)
         for start in range(rows[0], rows[-1] + 1, SUB_ROWS) if len(rows) else ():
             stop = min(start + SUB_ROWS, rows[-1] + 1)
             sums[start:stop] = buffers.rank_sums(block[start:stop], labels, ranks)
@@ -97,16 +96,15 @@ class _SortBuffers:
     """Work arrays for the fast path, allocated once and reused: fresh arrays of this size would
     cost more in page faults than the arithmetic done in them."""
 
-    def __init__(self, rows: int, n: int, rank_dtype: np.dtype) -> None:
+    def __init__(self, rows: int, n: int) -> None:
         self.keys = np.empty((rows, n), dtype=np.int32)
         self.scratch = np.empty((rows, n), dtype=np.int32)
-        self.weights = np.empty((rows, n), dtype=rank_dtype)
         self.near_tie = np.empty((rows, max(0, n - 1)), dtype=bool)
 
     def rank_sums(self, values: np.ndarray, labels: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         """The positives' rank sums of these rows, NaN where a near-tie needs the exact path."""
         rows = len(values)
-        keys, scratch, weights, near_tie = self.keys[:rows], self.scratch[:rows], self.weights[:rows], self.near_tie[:rows]
+        keys, scratch, near_tie = self.keys[:rows], self.scratch[:rows], self.near_tie[:rows]
         np.add(values, np.float32(0.0), out=keys.view(np.float32))  # -0.0 becomes +0.0: they compare equal
         np.right_shift(keys, 31, out=scratch)
         np.bitwise_and(scratch, np.int32(SIGN_CLEARED), out=scratch)
@@ -117,8 +115,9 @@ class _SortBuffers:
         if keys[:, 0].min() < FINITE_KEYS[0] or keys[:, -1].max() > FINITE_KEYS[1]:
             raise ValueError(NON_FINITE)  # checked on the sorted keys: no pass over the values of its own
         np.bitwise_and(keys, 1, out=scratch)
-        np.copyto(weights, scratch, casting="unsafe")
-        sums = (weights @ ranks).astype(np.float64)
+        # Integer sums, exact; einsum's own loop rather than a BLAS call, whose worker threads
+        # would spin against the threads sorting beside it.
+        sums = np.einsum("ij,j->i", scratch, ranks).astype(np.float64)
         np.subtract(keys[:, 1:], keys[:, :-1], out=scratch[:, 1:])
         np.equal(scratch[:, 1:], 1, out=near_tie)
         sums[near_tie.any(axis=1)] = np.nan
