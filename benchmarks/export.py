@@ -43,9 +43,16 @@ SGM_EXPORT = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "sgm_
 
 
 def build_base(work: Path, layers: int, hidden: int, intermediate: int, dtype: str, shard_size: str) -> Path:
-    """A random Llama saved in shards, built once per configuration (atomically, by a rename)."""
+    """A random Llama saved in shards, built once per configuration (atomically, by a rename).
+
+    The tensors are made and written one shard at a time (their names and shapes come from the
+    model built on the meta device), so a model larger than this machine's memory can be built.
+    """
+    import json
+
     import torch
     import transformers
+    from safetensors.torch import save_file
 
     folder = work / f"llama-l{layers}-h{hidden}-i{intermediate}-{dtype}-{shard_size}"
     if folder.is_dir():
@@ -58,12 +65,34 @@ def build_base(work: Path, layers: int, hidden: int, intermediate: int, dtype: s
         num_key_value_heads=hidden // 128,
         vocab_size=32000,
         tie_word_embeddings=False,
+        architectures=["LlamaForCausalLM"],
     )
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM._from_config(config, dtype=getattr(torch, dtype))
+    with torch.device("meta"):
+        shapes = {name: tuple(tensor.shape) for name, tensor in transformers.LlamaForCausalLM(config).state_dict().items()}
     staging = work / (folder.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging, max_shard_size=shard_size)
+    staging.mkdir(parents=True)
+    limit = int(shard_size.removesuffix("MB")) * 10**6 if shard_size.endswith("MB") else int(shard_size.removesuffix("GB")) * 10**9
+    groups: list[list[str]] = [[]]
+    size = 0
+    itemsize = torch.empty((), dtype=getattr(torch, dtype)).element_size()
+    for name, shape in shapes.items():
+        nbytes = itemsize * int(torch.Size(shape).numel())
+        if groups[-1] and size + nbytes > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(name)
+        size += nbytes
+    generator = torch.Generator().manual_seed(0)
+    weight_map = {}
+    for number, names in enumerate(groups, 1):
+        shard = f"model-{number:05d}-of-{len(groups):05d}.safetensors"
+        tensors = {name: (torch.randn(shapes[name], generator=generator) * 0.02).to(getattr(torch, dtype)) for name in names}
+        save_file(tensors, staging / shard, metadata={"format": "pt"})
+        weight_map |= dict.fromkeys(names, shard)
+    index = {"metadata": {"total_size": sum(f.stat().st_size for f in staging.glob("*.safetensors"))}, "weight_map": weight_map}
+    (staging / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    config.save_pretrained(staging)
     staging.rename(folder)
     return folder
 
