@@ -83,3 +83,25 @@ def test_a_damaged_cache_is_ignored(cache, tmp_path, monkeypatch):
     key = f"{shard.stat().st_dev}:{shard.stat().st_ino}"
     (cache / digests.CACHE_FILE).write_text(json.dumps({key: {"stamp": 3}}))
     assert file_digest(shard) == sha256(shard)
+
+
+def test_an_export_remembers_every_shard_it_hashed_side_by_side(cache, tmp_path, monkeypatch):
+    """Shards are copied and hashed several at a time; every digest is remembered, and the next
+    export of the model reads none of them again."""
+    from sgm_export.export import export_checkpoint
+    from tests.test_export import random_glasses, widths_of
+    from tests.tiny import build_tiny_model
+
+    base = build_tiny_model("llama", tmp_path / "sharded", max_shard_size="20KB")
+    monkeypatch.setattr(digests, "RACY_SECONDS", 0)
+    glasses = random_glasses(widths_of(base))
+    first = export_checkpoint(str(base), glasses, tmp_path / "first")
+    shards = sorted(base.glob("*.safetensors"))
+    assert len(shards) > 2
+    remembered = json.loads((cache / digests.CACHE_FILE).read_text())
+    assert {entry["sha256"] for entry in remembered.values()} >= {sha256(shard) for shard in shards}
+    refuse_hashing(monkeypatch)  # of base files: the card and config the export writes are still hashed
+    again = export_checkpoint(str(base), glasses, tmp_path / "again")
+    manifest = json.loads((again / "sgm_export.json").read_text())["files"]
+    assert all(manifest[shard.name] == sha256(shard) for shard in shards)
+    assert json.loads((first / "sgm_export.json").read_text())["files"][shards[0].name] == manifest[shards[0].name]

@@ -19,6 +19,7 @@ Edited files (folded shards, cards, manifests) are always hashed: they are new.
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ CACHE_FILE = "digests.json"
 MAX_ENTRIES = 20_000  # about 2 MB of JSON; the oldest entries go first
 RACY_SECONDS = 3
 _HUB_LFS_BLOB = re.compile(r"[0-9a-f]{64}")
+_WRITING = threading.Lock()
 
 
 def file_digest(path: Path) -> str:
@@ -61,17 +63,19 @@ def _load() -> dict[str, dict]:
 
 
 def _remember(key: str, entry: dict) -> None:
-    """Add one entry; the file is replaced atomically, and a write lost to a concurrent process
-    only costs that process's digests being computed again next time."""
-    entries = _load()
-    entries.pop(key, None)
-    entries[key] = entry
-    kept = dict(list(entries.items())[-MAX_ENTRIES:])
-    path = _cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(kept), encoding="utf-8")
-        os.replace(partial, path)
-    except OSError:
-        pass  # a read-only cache only costs speed
+    """Add one entry; the file is replaced atomically. Threads of this process take turns (an
+    export hashes several files at once); a write lost to another process only costs that
+    process's digests being computed again next time."""
+    with _WRITING:
+        entries = _load()
+        entries.pop(key, None)
+        entries[key] = entry
+        kept = dict(list(entries.items())[-MAX_ENTRIES:])
+        path = _cache_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+            partial.write_text(json.dumps(kept), encoding="utf-8")
+            os.replace(partial, path)
+        except OSError:
+            pass  # a read-only cache only costs speed

@@ -55,6 +55,17 @@ def copy_file(source: Path, target: Path, link: bool = False) -> str:
     return digest
 
 
+def copy_files(pairs: list[tuple[Path, Path]], link: bool = False) -> list[str]:
+    """`copy_file` for each (source, target), several at once (one per core), in order.
+
+    Hashing a file keeps one core busy at about 1.5 GB/s, slower than most disks copy: with the
+    files hashed side by side, the first export of a model (when no digest is known yet) takes
+    about as long as the copies themselves."""
+    workers = max(1, min(len(pairs), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda pair: copy_file(*pair, link=link), pairs))
+
+
 def write_manifest(folder: Path, fields: dict[str, Any], digests: Mapping[str, str] | None = None) -> None:
     """Write sgm_export.json: what produced this folder and the SHA-256 of each file in it.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from safetensors.numpy import save_file
 
 from sgm_export import __version__
-from sgm_export.export.files import copy_file
+from sgm_export.export.files import copy_file, copy_files
 from sgm_export.export.source import BaseCheckpoint
 from sgm_export.glasses import Glasses
 from sgm_export.modeling import (
@@ -86,6 +86,6 @@ def _copy_weights(base: BaseCheckpoint, staging: Path, link: bool) -> dict[str, 
     if single.is_file():
         name = with_variant(SAFE_SINGLE, WEIGHTS_VARIANT)
         return {name: copy_file(single, staging / name, link)}
-    digests = {shard.name: copy_file(shard, staging / shard.name, link) for shard in base.weights}
+    digests = dict(zip((shard.name for shard in base.weights), copy_files([(shard, staging / shard.name) for shard in base.weights], link)))
     index = with_variant(SAFE_INDEX, WEIGHTS_VARIANT)
     return digests | {index: copy_file(base.path / SAFE_INDEX, staging / index, link)}
