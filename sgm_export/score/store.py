@@ -61,8 +61,8 @@ class PooledStore:
     order they arrive: scoring on a GPU then never waits for a copy to the host, and AUROC finds
     them where it runs. Rows beyond the budget spill to host memory, neuron-major at their
     example's column. Without a budget (the CPU) every row is in host memory, in the layout AUROC
-    sorts without a copy. Either way `neuron_blocks` hands AUROC every example of a few thousand
-    neurons at a time, so the scores are exact whatever the budget.
+    sorts without a copy. Either way `neuron_blocks` hands AUROC every example's values of a block
+    of neurons at a time, so the scores are exact whatever the budget.
     """
 
     def __init__(
