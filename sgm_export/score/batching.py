@@ -10,7 +10,7 @@ later batches are split to the smaller size too.
 `auto_batch_size` picks the starting size: on a GPU the largest power of two up to 256 (the plan
 then halves it until a batch fits); on the CPU, where an allocation that does not fit kills the
 process instead of raising, the largest one that an estimate of the activations says fits in a
-quarter of the memory available, up to 64 (larger CPU batches bring no speed).
+quarter of the memory available, capped at 64 so that one batch never holds much of it.
 """
 
 from collections import deque
