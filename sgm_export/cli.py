@@ -14,14 +14,14 @@ import threading
 import warnings
 
 from sgm_export import __version__
-from sgm_export.commands import card, export, glasses, inspect, onnx, push, run, score, sweep, verify
+from sgm_export.commands import card, collect, export, glasses, inspect, onnx, push, run, score, sweep, verify
 from sgm_export.commands import eval as eval_command
 from sgm_export.errors import SgmError, first_line
 
 PROG = "sgm-export"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-COMMANDS = (run, score, glasses, export, onnx, inspect, verify, eval_command, sweep, card, push)
+COMMANDS = (run, collect, score, glasses, export, onnx, inspect, verify, eval_command, sweep, card, push)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -46,6 +46,8 @@ def options_from_args(model: type[BaseModel], args: argparse.Namespace) -> Any:
         return model(**given)
     except ValidationError as error:
         first = error.errors()[0]
+        if not first["loc"]:  # a check across several options names no single flag
+            raise SgmError(first["msg"].removeprefix("Value error, "), "see `sgm-export --help` for what the options accept") from None
         flag = "--" + str(first["loc"][0]).replace("_", "-")
         raise SgmError(f"{flag}: {first['msg']}", f"see `sgm-export --help` for what {flag} accepts") from None
 

@@ -7,7 +7,7 @@ descriptions are the help texts.
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Pool = Literal["mean", "max"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -52,6 +52,32 @@ class GlassesOptions(StrictModel):
     top_k: int | None = Field(None, ge=1, description="keep only the K experts with the highest AUROC (all layers together)")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="the constant scale of damp mode")
     strength: float = Field(1.0, ge=0.0, description="multiplies the AUROC-based suppression of aura mode")
+
+
+class CollectOptions(StrictModel):
+    """How the model's own continuations of toxic prompts become domain-matched scoring rows."""
+
+    samples: int = Field(2, ge=1, description="continuations sampled per prompt (k)")
+    max_new_tokens: int = Field(32, ge=1, description="tokens generated per continuation")
+    sample_top_k: int = Field(50, ge=0, description="sample from the K most likely tokens (0: the full distribution)")
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature")
+    seed: int = Field(0, description="seed of the sampling")
+    judge: str = Field("profanity-check", description="labels the continuations: profanity-check, hatesonar, hf:MODEL, module:function")
+    toxic_at: float = Field(0.5, ge=0.0, le=1.0, description="a continuation the judge scores at least this is a toxic row")
+    clean_at: float = Field(0.2, ge=0.0, le=1.0, description="a continuation the judge scores at most this is a non-toxic row")
+    clean_prompts: bool = Field(True, description="add the source prompts the judge rates clean (<= clean_at) as non-toxic rows")
+    limit: int | None = Field(None, ge=1, description="continue at most this many prompts from each source (the first ones)")
+    batch_size: int = Field(32, ge=1, description="sequences per forward pass")
+    max_length: int = Field(64, ge=2, description="longest prompt, in tokens (longer ones keep their end)")
+    device: Device = Field("auto", description="where the model runs: auto picks CUDA when present")
+    dtype: DType = Field("auto", description="dtype of the model (auto: bfloat16 on GPU, float32 on CPU)")
+
+    @model_validator(mode="after")
+    def _clean_below_toxic(self) -> "CollectOptions":
+        """A row cannot be both toxic and clean."""
+        if self.clean_at >= self.toxic_at:
+            raise ValueError(f"clean_at ({self.clean_at}) must be below toxic_at ({self.toxic_at})")
+        return self
 
 
 class OnnxOptions(StrictModel):
