@@ -34,7 +34,7 @@ from sgm_export.tensorfile import read_tensor_file
 if TYPE_CHECKING:
     from sgm_export.score.files import Scores
 
-_KEY = re.compile(r"^layers\.(\d+)\.scale$")
+_KEY = re.compile(r"^layers\.(\d+)\.(scale|shift)$")
 # The glasses file that folded and ONNX exports carry beside their weights.
 GLASSES_FILE = "glasses.safetensors"
 SCORING_PROVENANCE = ("model_type", "pool", "max_length", "limit", "data", "n_toxic", "n_neutral")
@@ -49,9 +49,12 @@ class Glasses:
 
     scales: list[np.ndarray]
     metadata: dict[str, str] = field(default_factory=dict)
+    shifts: list[np.ndarray] | None = None  # added after the scale (`shift` option); None: all zero
 
     def __post_init__(self) -> None:
         self.scales = [_float32(scale) for scale in self.scales]
+        if self.shifts is not None:
+            self.shifts = [_float32(shift) for shift in self.shifts]
 
     @property
     def widths(self) -> list[int]:
@@ -59,7 +62,7 @@ class Glasses:
         return [int(scale.size) for scale in self.scales]
 
     def experts_per_layer(self) -> list[int]:
-        """How many neurons each layer scales (scale below 1)."""
+        """How many neurons each layer suppresses (scale below 1)."""
         return [int((scale < 1.0).sum()) for scale in self.scales]
 
     def check_fits(self, widths: list[int], what: str) -> None:
@@ -73,11 +76,14 @@ class Glasses:
 
 
 def compute_glasses(scores: "Scores", options: GlassesOptions) -> Glasses:
-    """Per-neuron scales from per-neuron AUROC, following the chosen mode."""
+    """Per-neuron scales (and offsets, with `shift`) from the scores, following the options."""
     flat = np.concatenate([_float32(auroc) for auroc in scores.auroc])
-    experts = flat > options.threshold
+    experts, ranking = expert_ranking(scores, options, flat)
+    guarded = heavy_neurons(scores, options.guard)
+    if guarded is not None:
+        experts &= ~guarded
     if options.top_k is not None and int(experts.sum()) > options.top_k:
-        experts = _top_experts(flat, experts, options.top_k)
+        experts = _top_experts(ranking, experts, options.top_k)
     if options.mode == "aura":
         suppressed = _aura_alpha(flat, options.strength)
     elif options.mode == "damp":
@@ -85,29 +91,82 @@ def compute_glasses(scores: "Scores", options: GlassesOptions) -> Glasses:
     else:
         suppressed = np.zeros_like(flat)
     scale = np.where(experts, suppressed, np.float32(1.0))
+    if options.amplify is not None and options.mode == "aura":
+        anti = flat < 0.5 if guarded is None else (flat < 0.5) & ~guarded
+        scale = np.where(anti & ~experts, _amplified(flat, options.strength, options.amplify), scale)
+    shifts = None
+    if options.shift:
+        target = np.concatenate([_float32(mean) for mean in scores.mean_neutral])
+        shifts = np.split(((1.0 - scale) * target * experts).astype(np.float32), np.cumsum(scores.widths)[:-1])
     metadata = {
         "mode": options.mode,
+        "rank": options.rank,
         "threshold": repr(options.threshold),
         "top_k": "" if options.top_k is None else str(options.top_k),
         "alpha": repr(options.alpha),
         "strength": repr(options.strength),
+        "guard": repr(options.guard),
+        "n_guarded": "" if guarded is None else str(int(guarded.sum())),
+        "shift": "towards the non-toxic mean" if options.shift else "",
+        "amplify": "" if options.amplify is None else repr(options.amplify),
         "base_model": scores.metadata.get("model", ""),
         # Where the experts were found, carried on to every export and its model card.
         **{key: scores.metadata.get(key, "") for key in SCORING_PROVENANCE},
         "n_experts": str(int(experts.sum())),
     }
-    return Glasses(np.split(scale, np.cumsum(scores.widths)[:-1]), metadata)
+    return Glasses(np.split(scale, np.cumsum(scores.widths)[:-1]), metadata, shifts)
 
 
-def _top_experts(flat: np.ndarray, experts: np.ndarray, top_k: int) -> np.ndarray:
-    """The `top_k` experts with the highest AUROC. Among equal AUROC (common: AUROC values are
-    fractions of n_toxic * n_neutral) the earlier neuron wins, so the choice never depends on the
-    sorting algorithm."""
-    ranked = np.where(experts, flat, -np.inf)
+def expert_ranking(scores: "Scores", options: GlassesOptions, flat_auroc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which neurons may be experts, and the key that orders them for `top_k` (higher first)."""
+    if options.rank == "auroc":
+        return flat_auroc > options.threshold, flat_auroc
+    if scores.vocab is None:
+        reason = scores.metadata.get("vocabulary") or "they were written by an older sgm-export"
+        raise CheckpointError(
+            f"--rank {options.rank} needs the vocabulary rating of each neuron, which these scores lack ({reason})",
+            "score the model again with this version (and without --no-vocabulary), or use --rank auroc",
+        )
+    ranking = vocabulary_rank(scores)
+    candidates = ranking > 0
+    if options.rank == "combined":
+        candidates &= flat_auroc > options.threshold
+    return candidates, ranking
+
+
+def vocabulary_rank(scores: "Scores") -> np.ndarray:
+    """How much more a neuron pushes toxic words on toxic text than on non-toxic text: its
+    vocabulary toxicity (what its output direction writes) times the difference of its class
+    means (how it fires). Positive: it writes toxic words where the text is toxic."""
+    vocab = np.concatenate([_float32(layer) for layer in scores.vocab])
+    difference = np.concatenate([_float32(t) - _float32(n) for t, n in zip(scores.mean_toxic, scores.mean_neutral)])
+    return (vocab * difference).astype(np.float32)
+
+
+def heavy_neurons(scores: "Scores", guard: float) -> np.ndarray | None:
+    """Neurons whose mean magnitude on non-toxic data is above `guard` times the median: a few
+    such neurons carry much of every token's computation, and scaling them costs fluency far
+    beyond their share. None when the guard is off (0) or the scores predate the statistic."""
+    if not guard or scores.mean_abs_neutral is None:
+        return None
+    magnitude = np.concatenate([_float32(layer) for layer in scores.mean_abs_neutral])
+    return magnitude > guard * np.median(magnitude)
+
+
+def _top_experts(ranking: np.ndarray, experts: np.ndarray, top_k: int) -> np.ndarray:
+    """The `top_k` experts ranked highest. Among equal keys (common: AUROC values are fractions
+    of n_toxic * n_neutral) the earlier neuron wins, so the choice never depends on the sorting
+    algorithm."""
+    ranked = np.where(experts, ranking, -np.inf)
     keep = np.argsort(-ranked, kind="stable")[:top_k]
     chosen = np.zeros_like(experts)
     chosen[keep] = True
     return chosen
+
+
+def _amplified(flat: np.ndarray, strength: float, cap: float) -> np.ndarray:
+    """SGM's recalibration for anti-toxic neurons: 1 + 2 * strength * (0.5 - AUROC), at most `cap`."""
+    return np.clip(1.0 + 2.0 * strength * (0.5 - flat.astype(np.float64)), 1.0, cap).astype(np.float32)
 
 
 def _aura_alpha(flat: np.ndarray, strength: float) -> np.ndarray:
@@ -124,6 +183,7 @@ def _aura_alpha(flat: np.ndarray, strength: float) -> np.ndarray:
 def save_glasses(glasses: Glasses, path: Path, force: bool = False) -> Path:
     """Write glasses.safetensors atomically."""
     tensors = {f"layers.{i}.scale": scale for i, scale in enumerate(glasses.scales)}
+    tensors.update({f"layers.{i}.shift": shift for i, shift in enumerate(glasses.shifts or [])})
     metadata = {"format": "pt", "sgm_export_version": __version__, **glasses.metadata}
     with atomic_file(Path(path), force=force) as staging:
         save_file(tensors, staging, metadata=metadata)
@@ -131,29 +191,60 @@ def save_glasses(glasses: Glasses, path: Path, force: bool = False) -> Path:
 
 
 def load_glasses(path: Path) -> Glasses:
-    """Read and check a glasses file: consecutive layers, finite scales within [0, 1]."""
+    """Read and check a glasses file: consecutive layers, finite scales within [0, 1] (up to the
+    `amplify` cap it records), and shifts, when present, of the scales' widths."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"glasses file {path} does not exist", "compute it with `sgm-export glasses SCORES_DIR --out FILE`")
     tensors, metadata = read_tensor_file(path, "glasses", "compute the glasses again", framework="np")
-    layers = {int(m[1]): t for key, t in tensors.items() if (m := _KEY.match(key))}
-    if not layers or sorted(layers) != list(range(len(layers))):
+    layers: dict[int, dict[str, np.ndarray]] = {}
+    for key, tensor in tensors.items():
+        if match := _KEY.match(key):
+            layers.setdefault(int(match[1]), {})[match[2]] = tensor
+    if not layers or sorted(layers) != list(range(len(layers))) or any("scale" not in layer for layer in layers.values()):
         raise CheckpointError(f"{path} does not hold layers.{{i}}.scale for consecutive layers", "compute the glasses again")
-    scales = [layers[i].astype(np.float32) for i in range(len(layers))]
+    ceiling = _amplify_cap(metadata, path)
+    scales = [layers[i]["scale"].astype(np.float32) for i in range(len(layers))]
+    with_shift = [i for i in range(len(layers)) if "shift" in layers[i]]
+    if with_shift and len(with_shift) != len(layers):
+        raise CheckpointError(f"{path} has layers.{{i}}.shift for some layers only", "compute the glasses again")
+    shifts = [layers[i]["shift"].astype(np.float32) for i in range(len(layers))] if with_shift else None
     for i, scale in enumerate(scales):
         if scale.ndim != 1:
             raise CheckpointError(f"{path}: layers.{i}.scale is not a vector", "compute the glasses again")
         if not np.isfinite(scale).all():
             raise CheckpointError(f"{path}: layers.{i}.scale contains NaN or infinity", "compute the glasses again")
-        if (scale < 0).any() or (scale > 1).any():
-            raise CheckpointError(f"{path}: layers.{i}.scale has values outside [0, 1]", "compute the glasses again")
-    return Glasses(scales, {k: v for k, v in metadata.items() if k != "format"})
+        if (scale < 0).any() or (scale > ceiling).any():
+            raise CheckpointError(f"{path}: layers.{i}.scale has values outside [0, {ceiling:g}]", "compute the glasses again")
+        if shifts is not None and (shifts[i].shape != scale.shape or not np.isfinite(shifts[i]).all()):
+            raise CheckpointError(f"{path}: layers.{i}.shift is not a finite vector as wide as the scale", "compute the glasses again")
+    return Glasses(scales, {k: v for k, v in metadata.items() if k != "format"}, shifts)
+
+
+def _amplify_cap(metadata: dict[str, str], path: Path) -> float:
+    """The largest scale the file may hold: 1, or the `amplify` cap its metadata records."""
+    recorded = metadata.get("amplify", "")
+    if not recorded:
+        return 1.0
+    try:
+        cap = float(recorded)
+    except ValueError:
+        raise CheckpointError(f"{path}: metadata amplify={recorded!r} is not a number", "compute the glasses again") from None
+    if not np.isfinite(cap) or cap < 1.0:
+        raise CheckpointError(f"{path}: metadata amplify={recorded!r} is not a number of at least 1", "compute the glasses again")
+    return cap
 
 
 def describe(glasses: Glasses) -> str:
     """One line for people: how many experts, in which mode."""
     per_layer = glasses.experts_per_layer()
-    return f"{sum(per_layer)} experts ({glasses.metadata.get('mode', '?')} mode) across {len(per_layer)} layers: {json.dumps(per_layer)}"
+    extras = [f"rank {glasses.metadata['rank']}"] if glasses.metadata.get("rank", "auroc") != "auroc" else []
+    if glasses.shifts is not None:
+        extras.append("shifted towards the non-toxic mean")
+    if glasses.metadata.get("amplify"):
+        extras.append(f"{int(sum((scale > 1).sum() for scale in glasses.scales))} amplified up to {glasses.metadata['amplify']}")
+    detail = ", ".join([f"{glasses.metadata.get('mode', '?')} mode", *extras])
+    return f"{sum(per_layer)} experts ({detail}) across {len(per_layer)} layers: {json.dumps(per_layer)}"
 
 
 def _short(widths: list[int]) -> str:

@@ -14,6 +14,7 @@ Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 DeviceMap = Literal["auto", "balanced", "sequential"]
 Mode = Literal["aura", "damp", "det0"]
+Rank = Literal["auroc", "vocab", "combined"]
 ExportFormat = Literal["module", "folded", "onnx"]
 OnnxDType = Literal["float32", "float16"]
 
@@ -42,16 +43,47 @@ class ScoreOptions(StrictModel):
         None, ge=0, description="GPU memory for pooled activations before they spill to host memory (default: half the free memory)"
     )
     limit: int | None = Field(None, ge=1, description="use at most this many examples from each data source")
+    vocabulary: bool = Field(
+        True, description="also rate each neuron by how strongly its output promotes toxic words (for glasses --rank vocab)"
+    )
+    vocab_judge: str = Field("profanity-check", description="finds the toxic words of the vocabulary for the vocabulary rating")
+    vocab_threshold: float = Field(0.8, ge=0.0, le=1.0, description="a vocabulary word is toxic when the judge scores it at least this")
 
 
 class GlassesOptions(StrictModel):
-    """How scores become per-neuron scales."""
+    """How scores become per-neuron scales (and, with `shift`, offsets)."""
 
     mode: Mode = Field("aura", description="aura: alpha = 1 - 2*strength*(AUROC-0.5); damp: constant --alpha; det0: alpha = 0")
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="neurons with AUROC above this are experts")
-    top_k: int | None = Field(None, ge=1, description="keep only the K experts with the highest AUROC (all layers together)")
+    rank: Rank = Field(
+        "auroc",
+        description="what makes an expert: auroc (AUROC above --threshold), vocab (promotes toxic words; needs --top-k), "
+        "combined (both: AUROC above --threshold, ranked by vocabulary)",
+    )
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="neurons with AUROC above this are experts (rank auroc and combined)")
+    top_k: int | None = Field(None, ge=1, description="keep only the K best-ranked experts (all layers together)")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="the constant scale of damp mode")
     strength: float = Field(1.0, ge=0.0, description="multiplies the AUROC-based suppression of aura mode")
+    guard: float = Field(
+        10.0,
+        ge=0.0,
+        description="never scale a heavy neuron: mean |activation| on non-toxic data above this many times the median (0: off)",
+    )
+    shift: bool = Field(
+        False,
+        description="pull experts towards their non-toxic mean instead of towards 0: x -> alpha*x + (1-alpha)*mean (module and ONNX exports)",
+    )
+    amplify: float | None = Field(
+        None,
+        ge=1.0,
+        description="aura mode: also amplify anti-toxic neurons (AUROC below 0.5) by 1 + 2*strength*(0.5-AUROC), up to this cap",
+    )
+
+    @model_validator(mode="after")
+    def _vocab_needs_top_k(self) -> "GlassesOptions":
+        """Every neuron has a vocabulary rating, so without a count the ranking selects nothing in particular."""
+        if self.rank == "vocab" and self.top_k is None:
+            raise ValueError("rank vocab needs top_k: how many of the best-ranked neurons to scale")
+        return self
 
 
 class CollectOptions(StrictModel):

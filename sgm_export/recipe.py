@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from sgm_export.cli_options import without_none
 from sgm_export.errors import RecipeError
@@ -37,6 +37,14 @@ class Recipe(StrictModel):
     eval: EvalOptions | None = Field(None, description="evaluate base and glasses after the export (absent: no evaluation)")
     allow_pickle: bool = Field(False, description="allow loading .bin/.pt pickle checkpoints (they can run code)")
     trust_remote_code: bool = Field(False, description="allow the model's own remote code to run")
+
+    @model_validator(mode="after")
+    def _folded_holds_no_shift(self) -> "Recipe":
+        """Caught before the first stage runs rather than after scoring: a folded checkpoint
+        holds scales only."""
+        if self.glasses.shift and "folded" in self.export.formats:
+            raise ValueError("glasses.shift cannot go into a folded checkpoint (it holds scales only); drop folded from export.formats")
+        return self
 
 
 def load_recipe(path: Path, overrides: list[str] = (), environ: Mapping[str, str] | None = None) -> Recipe:
@@ -115,6 +123,8 @@ def _set_dotted(values: dict, key: str, value: Any, origin: str) -> None:
 
 def _readable(error: ValidationError, source: str, origins: Mapping[str, str]) -> RecipeError:
     first = error.errors()[0]
+    if not first["loc"]:  # a check across several keys
+        return RecipeError(f"{source}: {first['msg'].removeprefix('Value error, ')}", "see docs/recipes.md")
     location = ".".join(str(part) for part in first["loc"])
     source = next((origins[key] for key in _prefixes(first["loc"]) if key in origins), source)
     if first["type"] == "extra_forbidden":

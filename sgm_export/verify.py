@@ -22,6 +22,7 @@ from sgm_export.modeling import (
     SCALE_SUFFIX,
     SCALES_FILE,
     SGM_MODEL_TYPE,
+    SHIFT_SUFFIX,
     sha256_file,
     shipped_modeling_sha256,
 )
@@ -94,7 +95,9 @@ def export_glasses(export_dir: Path) -> Glasses:
         raise CheckpointError(f"{export_dir} has no {SCALES_FILE}, so it carries no glasses", "export the model again")
     scales, _ = read_tensor_file(export_dir / SCALES_FILE, "glasses", "export the model again", framework="np")
     try:
-        return Glasses([scales[name + SCALE_SUFFIX] for name in config["sgm"]["modules"]], {})
+        modules = config["sgm"]["modules"]
+        shifts = [scales[name + SHIFT_SUFFIX] for name in modules] if any(name + SHIFT_SUFFIX in scales for name in modules) else None
+        return Glasses([scales[name + SCALE_SUFFIX] for name in modules], {}, shifts)
     except (KeyError, TypeError) as missing:
         raise CheckpointError(f"{SCALES_FILE} or config.json lacks {missing}", "export the model again") from None
 

@@ -6,13 +6,13 @@ from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.conftest import write_jsonl
 
 # Deterministic judge: the score depends only on the text, so the test can recompute every label.
-JUDGE = '''
+JUDGE = """
 def by_length(texts):
     return [(1.0, 0.0, 0.3)[len(t) % 3] for t in texts]
 
 def never_toxic(texts):
     return [0.0 for t in texts]
-'''
+"""
 PROMPTS = [{"text": f"prompt number {i} says that", "label": 1} for i in range(6)]
 
 
@@ -55,8 +55,20 @@ def test_collect_labels_continuations_by_the_judge_and_reuses_the_cache(tmp_path
 def test_collect_refuses_a_judge_that_finds_no_toxic_continuation(tmp_path, tiny_llama):
     data, env = _setup(tmp_path)
     result = sgm(
-        "collect", tiny_llama, "--data", data, "--judge", "judges_for_collect:never_toxic", "--samples", "2", "--max-new-tokens", "4",
-        "--out", tmp_path / "out", cwd=tmp_path, env=env,
+        "collect",
+        tiny_llama,
+        "--data",
+        data,
+        "--judge",
+        "judges_for_collect:never_toxic",
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        tmp_path / "out",
+        cwd=tmp_path,
+        env=env,
     )
     assert_clean_usage_error(result, "rated none of the 12 continuations toxic")
     assert not (tmp_path / "out").exists()

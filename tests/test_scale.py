@@ -61,11 +61,12 @@ def test_statistics_from_a_spilled_store_equal_sklearn(budget_rows):
     order = torch.randperm(50, generator=torch.Generator().manual_seed(2)).tolist()
     for start in range(0, 50, 8):
         store.add(order[start : start + 8], rows[order[start : start + 8]])
-    aurocs, mean_toxic, mean_neutral = neuron_statistics(store.neuron_blocks(7, torch.device("cpu")), labels)
+    aurocs, mean_toxic, mean_neutral, mean_abs_neutral = neuron_statistics(store.neuron_blocks(7, torch.device("cpu")), labels)
     expected = [roc_auc_score(labels.numpy(), rows[:, neuron].numpy()) for neuron in range(30)]
     np.testing.assert_allclose(aurocs.numpy(), expected, atol=1e-6)
     torch.testing.assert_close(mean_toxic, rows[labels == 1].mean(dim=0))
     torch.testing.assert_close(mean_neutral, rows[labels == 0].mean(dim=0))
+    torch.testing.assert_close(mean_abs_neutral, rows[labels == 0].abs().mean(dim=0))
 
 
 def test_a_store_with_a_device_part_saves_and_resumes(tmp_path):

@@ -91,10 +91,14 @@ def family_for(model_type: str) -> Family:
     )
 
 
+def decoder_layers(model: nn.Module, family: Family) -> list[nn.Module]:
+    """Every language-decoder layer, in order."""
+    return list(model.get_submodule(family.layers))
+
+
 def decoder_projections(model: nn.Module, family: Family) -> list[nn.Module]:
     """The output projection of every language-decoder layer, in layer order."""
-    layers = model.get_submodule(family.layers)
-    return [layer.get_submodule(family.down_proj) for layer in layers]
+    return [layer.get_submodule(family.down_proj) for layer in decoder_layers(model, family)]
 
 
 def decoder_widths(model: nn.Module, family: Family) -> list[int]:

@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     summary = read_summary(folder)
     origin = "reused from the cache" if reused else f"from {summary['n_continuations']} continuations of {summary['n_prompts']} prompts"
     rows = summary["rows"]
-    print(f"{rows['toxic']} toxic and {rows['non_toxic']} non-toxic rows ({summary['clean_prompts_added']} of them clean prompts), {origin}")
+    print(
+        f"{rows['toxic']} toxic and {rows['non_toxic']} non-toxic rows ({summary['clean_prompts_added']} of them clean prompts), {origin}"
+    )
     print(f"wrote {args.out}; score with --data {args.out / 'continuations.jsonl'}")
     return 0

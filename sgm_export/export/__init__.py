@@ -41,6 +41,12 @@ def export_checkpoint(
     if format not in GLASSES_FILES:
         raise SgmError(f"unknown export format {format!r}", "use module or folded (ONNX has its own command: sgm-export onnx)")
     check_target_free(Path(out), force)
+    if format == "folded" and glasses.shifts is not None:
+        raise SgmError(
+            "these glasses shift experts towards their non-toxic mean, and a folded checkpoint can only hold scales "
+            "(the shift would need a bias on the MLP's output projection, which sgm-export does not fold)",
+            "export --format module (or sgm-export onnx), or compute the glasses without --shift",
+        )
     base = open_base_checkpoint(model, glasses)
     check_outside_inputs(Path(out), [base.path])
     with atomic_dir(Path(out), force=force) as staging:

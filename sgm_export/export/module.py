@@ -24,6 +24,7 @@ from sgm_export.modeling import (
     SCALE_SUFFIX,
     SCALES_FILE,
     SGM_MODEL_TYPE,
+    SHIFT_SUFFIX,
     WEIGHTS_VARIANT,
     shipped_modeling_path,
 )
@@ -39,14 +40,19 @@ def write_module_checkpoint(base: BaseCheckpoint, glasses: Glasses, staging: Pat
     digests |= _copy_weights(base, staging, link)
     modules = [base.family.module_name(layer) for layer in range(len(glasses.scales))]
     scales = {name + SCALE_SUFFIX: scale for name, scale in zip(modules, glasses.scales)}  # float32 vectors, as Glasses keeps them
+    scales.update({name + SHIFT_SUFFIX: shift for name, shift in zip(modules, glasses.shifts or [])})
     save_file(scales, staging / SCALES_FILE, metadata={"format": "pt", **glasses.metadata})
     shutil.copyfile(shipped_modeling_path(), staging / MODELING_FILE)
-    (staging / "config.json").write_text(json.dumps(sgm_config(base, modules), indent=2) + "\n", encoding="utf-8")
+    max_scale = max(float(scale.max()) for scale in glasses.scales)
+    config = sgm_config(base, modules, max_scale)
+    (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return digests
 
 
-def sgm_config(base: BaseCheckpoint, modules: list[str]) -> dict:
-    """config.json of the module checkpoint: the base config nested under the sgm wrapper."""
+def sgm_config(base: BaseCheckpoint, modules: list[str], max_scale: float = 1.0) -> dict:
+    """config.json of the module checkpoint: the base config nested under the sgm wrapper.
+    `max_scale` is recorded only where glasses amplify (a scale above 1), so that the loader's
+    range check stays as strict as it can be."""
     entry = ENTRY_CLASSES[base.family.auto_class]
     auto_map = {"AutoConfig": "modeling_sgm.SgmConfig", base.family.auto_class: f"modeling_sgm.{entry}"}
     base_config = {key: value for key, value in base.config.items() if key != "architectures"}
@@ -64,6 +70,7 @@ def sgm_config(base: BaseCheckpoint, modules: list[str]) -> dict:
             "modules": modules,
             "entry_class": entry,
             "auto_map": auto_map,
+            **({"max_scale": max_scale} if max_scale > 1.0 else {}),
         },
     }
 

@@ -13,6 +13,7 @@ SGM_MODEL_TYPE = "sgm"
 WEIGHTS_VARIANT = "sgm"
 SCALES_FILE = "sgm_glasses.safetensors"
 SCALE_SUFFIX = ".sgm_scale"
+SHIFT_SUFFIX = ".sgm_shift"
 MODELING_FILE = "modeling_sgm.py"
 FORMAT_VERSION = 1
 

@@ -12,7 +12,10 @@ Layout of a checkpoint that uses it:
 - the base model's safetensors shards, byte for byte as they were, saved as the weights variant
   `sgm` (`model.sgm.safetensors`, or `model.safetensors.index.sgm.json` for sharded weights), so
   that loading the base class directly also finds no weights and stops (fail closed again);
-- `sgm_glasses.safetensors`: one float32 vector per module, named `{module path}.sgm_scale`.
+- `sgm_glasses.safetensors`: one float32 vector per module, named `{module path}.sgm_scale`, and,
+  for glasses that shift experts towards their non-toxic mean, `{module path}.sgm_shift` (added
+  after the scale). Scales lie within [0, 1], or up to `sgm.max_scale` in config.json where the
+  glasses amplify anti-toxic neurons.
 
 Loading builds the base architecture from `base_config`, loads its weights as usual (refusing a
 checkpoint with missing weights, which transformers would otherwise fill at random), then turns
@@ -34,6 +37,7 @@ from transformers.utils import cached_file
 SGM_FORMAT_VERSION = 1
 SCALES_FILE = "sgm_glasses.safetensors"
 SCALE_SUFFIX = ".sgm_scale"
+SHIFT_SUFFIX = ".sgm_shift"
 
 
 class SgmConfig(PretrainedConfig):
@@ -59,6 +63,13 @@ class ScaledInput:
         return super().forward(hidden_states * self.sgm_scale, *args, **kwargs)
 
 
+class ShiftedInput(ScaledInput):
+    """Mixin for an output projection: multiply its input by `sgm_scale`, then add `sgm_shift`."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return super(ScaledInput, self).forward(hidden_states * self.sgm_scale + self.sgm_shift, *args, **kwargs)
+
+
 class GlassesMixin:
     """Mixin for the whole model: saving keeps the glasses and this checkpoint layout."""
 
@@ -72,6 +83,13 @@ class GlassesMixin:
             for name, module in self.named_modules()
             if isinstance(module, ScaledInput)
         }
+        scales.update(
+            {
+                name + SHIFT_SUFFIX: module.sgm_shift.detach().to("cpu", torch.float32).contiguous()
+                for name, module in self.named_modules()
+                if isinstance(module, ShiftedInput)
+            }
+        )
         save_file(scales, os.path.join(save_directory, SCALES_FILE), metadata={"format": "pt"})
         config_path = os.path.join(save_directory, "config.json")
         with open(config_path, encoding="utf-8") as f:
@@ -85,25 +103,40 @@ class GlassesMixin:
 
 
 def put_on_glasses(model, scales, sgm_settings):
-    """Attach each scale vector to its output projection; returns the model, now with glasses."""
+    """Attach each scale vector (and shift vector, if any) to its output projection; returns the
+    model, now with glasses."""
     if not sgm_settings.get("modules"):
         raise ValueError("SGM config lists no modules to carry glasses; this checkpoint is damaged")
+    max_scale = float(sgm_settings.get("max_scale", 1.0))
     modules = dict(model.named_modules())
     for key, scale in scales.items():
+        if key.endswith(SHIFT_SUFFIX):
+            if key[: -len(SHIFT_SUFFIX)] + SCALE_SUFFIX not in scales:
+                raise ValueError(f"SGM glasses file has {key} without its scale; this checkpoint is damaged")
+            continue
+        if not key.endswith(SCALE_SUFFIX):
+            raise ValueError(f"SGM glasses file holds {key!r}, which is neither a scale nor a shift")
         name = key[: -len(SCALE_SUFFIX)]
         projection = modules.get(name)
         if projection is None:
             raise ValueError(f"SGM glasses name module {name!r}, which this model does not have")
         weight = projection.weight
         in_features = weight.shape[0] if type(projection).__name__ == "Conv1D" else weight.shape[1]
-        if scale.shape != (in_features,):
-            raise ValueError(f"SGM scale for {name} has shape {tuple(scale.shape)}, expected ({in_features},)")
-        if not bool(torch.isfinite(scale).all()) or bool((scale < 0).any()) or bool((scale > 1).any()):
-            raise ValueError(f"SGM scale for {name} has values that are not finite or not within [0, 1]")
+        shift = scales.get(name + SHIFT_SUFFIX)
+        for vector in (scale, shift):
+            if vector is not None and vector.shape != (in_features,):
+                raise ValueError(f"SGM glasses for {name} have shape {tuple(vector.shape)}, expected ({in_features},)")
+        if not bool(torch.isfinite(scale).all()) or bool((scale < 0).any()) or bool((scale > max_scale).any()):
+            raise ValueError(f"SGM scale for {name} has values that are not finite or not within [0, {max_scale:g}]")
+        if shift is not None and not bool(torch.isfinite(shift).all()):
+            raise ValueError(f"SGM shift for {name} has values that are not finite")
         base_class = type(projection)
-        projection.__class__ = type("Sgm" + base_class.__name__, (ScaledInput, base_class), {})
+        mixin = ScaledInput if shift is None else ShiftedInput
+        projection.__class__ = type("Sgm" + base_class.__name__, (mixin, base_class), {})
         projection.register_buffer("sgm_scale", scale.to(weight.device, weight.dtype), persistent=False)
-    missing = set(sgm_settings["modules"]) - {key[: -len(SCALE_SUFFIX)] for key in scales}
+        if shift is not None:
+            projection.register_buffer("sgm_shift", shift.to(weight.device, weight.dtype), persistent=False)
+    missing = set(sgm_settings["modules"]) - {key[: -len(SCALE_SUFFIX)] for key in scales if key.endswith(SCALE_SUFFIX)}
     if missing:
         raise ValueError(f"SGM glasses file lacks scales for {sorted(missing)[:3]}")
     base_class = type(model)

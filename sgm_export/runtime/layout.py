@@ -63,6 +63,11 @@ def scale_name(layer: int) -> str:
     return f"sgm.layers.{layer}.scale"
 
 
+def shift_name(layer: int) -> str:
+    """The initializer that holds layer `layer`'s shift, for glasses that shift experts."""
+    return f"sgm.layers.{layer}.shift"
+
+
 def external_data_name(graph_file: str) -> str:
     return graph_file + EXTERNAL_DATA_SUFFIX
 

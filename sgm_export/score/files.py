@@ -1,8 +1,12 @@
 """`scores.safetensors` and its human summary `scores.json`.
 
 For each decoder layer i: `layers.{i}.auroc` (float32 [d_ff]), plus `layers.{i}.mean_toxic` and
-`layers.{i}.mean_neutral` (the pooled activation's class means). Metadata (strings): `format=pt`,
-`sgm_export_version`, `model`, `model_type`, `family`, `pool`, `n_toxic`, `n_neutral`.
+`layers.{i}.mean_neutral` (the pooled activation's class means), `layers.{i}.mean_abs_neutral`
+(the mean magnitude on non-toxic examples, for the heavy-neuron guard) and `layers.{i}.vocab`
+(the vocabulary toxicity of `score/vocabulary.py`); the last two are absent from files written
+before 0.2 (and `vocab` where the model has no output embedding or no toxic word). Metadata
+(strings): `format=pt`, `sgm_export_version`, `model`, `model_type`, `family`, `pool`, `n_toxic`,
+`n_neutral`, `vocabulary` (how the toxic words were found, or why there is no rating).
 """
 
 import json
@@ -21,7 +25,8 @@ from sgm_export.tensorfile import read_tensor_file
 SCORES_FILE = "scores.safetensors"
 SUMMARY_FILE = "scores.json"
 SUMMARY_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
-_KEY = re.compile(r"^layers\.(\d+)\.(auroc|mean_toxic|mean_neutral)$")
+_KEY = re.compile(r"^layers\.(\d+)\.(auroc|mean_toxic|mean_neutral|mean_abs_neutral|vocab)$")
+OPTIONAL = ("mean_abs_neutral", "vocab")
 
 
 @dataclass
@@ -32,6 +37,8 @@ class Scores:
     mean_toxic: list[torch.Tensor]
     mean_neutral: list[torch.Tensor]
     metadata: dict[str, str] = field(default_factory=dict)
+    mean_abs_neutral: list[torch.Tensor] | None = None
+    vocab: list[torch.Tensor] | None = None
 
     @property
     def widths(self) -> list[int]:
@@ -64,6 +71,9 @@ def save_scores(scores: Scores, out_dir: Path, force: bool = False) -> Path:
         tensors[f"layers.{i}.auroc"] = auroc.float().contiguous()
         tensors[f"layers.{i}.mean_toxic"] = toxic.float().contiguous()
         tensors[f"layers.{i}.mean_neutral"] = neutral.float().contiguous()
+    for name in OPTIONAL:
+        for i, tensor in enumerate(getattr(scores, name) or []):
+            tensors[f"layers.{i}.{name}"] = tensor.float().contiguous()
     metadata = {"format": "pt", "sgm_export_version": __version__, **scores.metadata}
     with atomic_dir(out_dir, force=force) as staging:
         save_file(tensors, staging / SCORES_FILE, metadata=metadata)
@@ -97,4 +107,5 @@ def load_scores(path: Path) -> Scores:
         mean_toxic=[layer.get("mean_toxic", torch.zeros_like(layer["auroc"])) for layer in ordered],
         mean_neutral=[layer.get("mean_neutral", torch.zeros_like(layer["auroc"])) for layer in ordered],
         metadata={k: v for k, v in metadata.items() if k not in {"format", "sgm_export_version"}},
+        **{name: [layer[name] for layer in ordered] if all(name in layer for layer in ordered) else None for name in OPTIONAL},
     )

@@ -124,10 +124,10 @@ def model_inputs(loaded: LoadedModel, batch: Batch) -> dict[str, torch.Tensor]:
     }
 
 
-def neuron_statistics(blocks: Iterable[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """AUROC and class means of every neuron, from blocks of [neurons, examples] on any device;
-    flat float32 tensors on the CPU, in the blocks' neuron order."""
-    aurocs, mean_toxic, mean_neutral = [], [], []
+def neuron_statistics(blocks: Iterable[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """AUROC, class means and the non-toxic mean magnitude of every neuron, from blocks of
+    [neurons, examples] on any device; flat float32 tensors on the CPU, in the blocks' neuron order."""
+    aurocs, mean_toxic, mean_neutral, mean_abs_neutral = [], [], [], []
     toxic = labels == TOXIC
     for block in blocks:
         aurocs.append(auroc_of_rows(block, labels))
@@ -137,8 +137,10 @@ def neuron_statistics(blocks: Iterable[torch.Tensor], labels: torch.Tensor) -> t
         # slice gives the same means as one process), and the copies stay small.
         for part in block.split(MEAN_ROWS):
             mean_toxic.append(part[:, columns].mean(dim=1).cpu())
-            mean_neutral.append(part[:, ~columns].mean(dim=1).cpu())
-    return torch.cat(aurocs), torch.cat(mean_toxic), torch.cat(mean_neutral)
+            neutral = part[:, ~columns]
+            mean_neutral.append(neutral.mean(dim=1).cpu())
+            mean_abs_neutral.append(neutral.abs().mean(dim=1).cpu())
+    return torch.cat(aurocs), torch.cat(mean_toxic), torch.cat(mean_neutral), torch.cat(mean_abs_neutral)
 
 
 def store_statistics(store: PooledStore, labels: torch.Tensor, device: torch.device, share: Share) -> tuple[torch.Tensor, ...]:
@@ -172,7 +174,8 @@ def score_examples(
     widths = decoder_widths(loaded.model, loaded.family)
     labels = torch.tensor([example.label for example in examples])
     statistics = store_statistics(store, labels, loaded.device, share)
-    aurocs, mean_toxic, mean_neutral = (list(statistic.split(widths)) for statistic in statistics)
+    aurocs, mean_toxic, mean_neutral, mean_abs_neutral = (list(statistic.split(widths)) for statistic in statistics)
+    vocab, vocabulary_note = neuron_vocabulary(loaded, options) if share.is_main else (None, "")
     n_toxic = int((labels == TOXIC).sum())
     metadata = {
         "sgm_export_version": __version__,
@@ -186,5 +189,23 @@ def score_examples(
         "n_toxic": str(n_toxic),
         "n_neutral": str(len(examples) - n_toxic),
         "n_images": str(sum(example.image is not None for example in examples)),
+        "vocabulary": vocabulary_note,
     }
-    return Scores(aurocs, mean_toxic, mean_neutral, metadata)
+    return Scores(aurocs, mean_toxic, mean_neutral, metadata, mean_abs_neutral, vocab)
+
+
+def neuron_vocabulary(loaded: LoadedModel, options: ScoreOptions) -> tuple[list[torch.Tensor] | None, str]:
+    """The vocabulary toxicity of every neuron and how its toxic words were found, or None and
+    the reason there is none (kept in the metadata, so that `glasses --rank vocab` can say it)."""
+    if not options.vocabulary:
+        return None, "not computed (--no-vocabulary)"
+    from sgm_export.evaluate.judges import load_judge
+    from sgm_export.score.vocabulary import toxic_token_ids, vocabulary_toxicity
+
+    judge = load_judge(options.vocab_judge)
+    toxic_ids = toxic_token_ids(loaded.tokenizer, judge, options.vocab_threshold)
+    try:
+        vocab = vocabulary_toxicity(loaded.model, loaded.family, toxic_ids)
+    except SgmError as error:
+        return None, f"not available: {error.problem}"
+    return vocab, f"{len(toxic_ids)} toxic words ({options.vocab_judge} >= {options.vocab_threshold})"

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from sgm_export.apply import SCALE_BUFFER
+from sgm_export.apply import SCALE_BUFFER, SHIFT_BUFFER
 from sgm_export.arch import Family
-from sgm_export.runtime.layout import external_data_name, scale_name
+from sgm_export.runtime.layout import external_data_name, scale_name, shift_name
 
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2  # protobuf's 2 GiB limit, with room for the graph itself
 SHAPE_ONLY_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
@@ -54,13 +54,17 @@ class GlassesGraphError(RuntimeError):
 
 
 def name_glasses(model: ir.Model, family: Family, n_layers: int, prefix: str) -> None:
-    """Rename each layer's traced scale buffer to `sgm.layers.{i}.scale`."""
+    """Rename each layer's traced scale buffer to `sgm.layers.{i}.scale` (and its shift buffer,
+    for glasses that shift, to `sgm.layers.{i}.shift`)."""
     initializers = model.graph.initializers
     for layer in range(n_layers):
         traced = f"{prefix}.{family.module_name(layer)}.{SCALE_BUFFER}"
         if traced not in initializers:
             raise GlassesGraphError(f"the traced graph has no initializer {traced}")
         initializers[traced].name = scale_name(layer)
+        traced_shift = f"{prefix}.{family.module_name(layer)}.{SHIFT_BUFFER}"
+        if traced_shift in initializers:
+            initializers[traced_shift].name = shift_name(layer)
 
 
 def drop_local_metadata(model: ir.Model) -> None:
