@@ -84,16 +84,40 @@ def drop_scales_file(out):
     (out / "sgm_glasses.safetensors").unlink()
 
 
+def record_scales(out):
+    """Make the manifest agree with a changed scales file, as someone who edits it on purpose would."""
+    manifest = json.loads((out / "sgm_export.json").read_text())
+    manifest["files"]["sgm_glasses.safetensors"] = hashlib.sha256((out / "sgm_glasses.safetensors").read_bytes()).hexdigest()
+    (out / "sgm_export.json").write_text(json.dumps(manifest))
+
+
+def all_ones(out):
+    scales = load_file(out / "sgm_glasses.safetensors")
+    save_file({name: torch.ones_like(scale) for name, scale in scales.items()}, out / "sgm_glasses.safetensors")
+
+
+def unrecorded_scales(out):
+    manifest = json.loads((out / "sgm_export.json").read_text())
+    del manifest["files"]["sgm_glasses.safetensors"]
+    (out / "sgm_export.json").write_text(json.dumps(manifest))
+
+
+def drop_manifest(out):
+    (out / "sgm_export.json").unlink()
+
+
 def drop_one_scale(out):
     scales = load_file(out / "sgm_glasses.safetensors")
     del scales["model.layers.1.mlp.down_proj.sgm_scale"]
     save_file(scales, out / "sgm_glasses.safetensors")
+    record_scales(out)
 
 
 def nan_scale(out):
     scales = load_file(out / "sgm_glasses.safetensors")
     scales["model.layers.0.mlp.down_proj.sgm_scale"][3] = float("nan")
     save_file(scales, out / "sgm_glasses.safetensors")
+    record_scales(out)
 
 
 def no_modules(out):
@@ -101,6 +125,7 @@ def no_modules(out):
     config["sgm"]["modules"] = []
     (out / "config.json").write_text(json.dumps(config))
     save_file({}, out / "sgm_glasses.safetensors")
+    record_scales(out)
 
 
 def drop_a_weight(out):
@@ -113,6 +138,9 @@ def drop_a_weight(out):
     "damage, error",
     [
         (drop_scales_file, "sgm_glasses.safetensors"),
+        (all_ones, "differ from the SHA-256 in sgm_export.json"),
+        (unrecorded_scales, "does not record sgm_glasses.safetensors"),
+        (drop_manifest, "sgm_export.json"),
         (drop_one_scale, "lacks scales"),
         (nan_scale, "not finite"),
         (no_modules, "lists no modules"),
