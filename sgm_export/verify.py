@@ -28,6 +28,7 @@ from sgm_export.models.checkpoint import read_config
 from sgm_export.models.load import LoadedModel, load_model
 from sgm_export.models.manifest import manifest_problems, read_manifest
 from sgm_export.score.runner import model_inputs
+from sgm_export.snapshot import folder_snapshot
 from sgm_export.tensorfile import read_tensor_file
 
 DEFAULT_TOLERANCE = 1e-4
@@ -161,11 +162,20 @@ def verify_export(
     Both models run in float64 by default: a folded checkpoint computes x @ (W * s) where the
     reference computes (x * s) @ W, and in float32 that reordering alone moves the logits of a
     270M model by about 1e-4. In float64 what remains is the one rounding of W * s to the
-    stored dtype, so the check measures the export and not the arithmetic.
+    stored dtype, so the check measures the export and not the arithmetic. Everything is read
+    from a snapshot of the folder (snapshot.py), so a concurrent replace cannot mix two versions.
     """
-    export_dir = Path(export_dir)
+    export_format(Path(export_dir))  # a folder that is no export is reported with the path the user gave
+    with folder_snapshot(Path(export_dir)) as frozen:  # another process may replace the export meanwhile
+        return _verify_folder(frozen, str(export_dir), base_model, tolerance, device, dtype, allow_pickle, trust_remote_code)
+
+
+def _verify_folder(
+    export_dir: Path, name: str, base_model: str, tolerance: float, device: str, dtype: str, allow_pickle: bool, trust_remote_code: bool
+) -> VerifyResult:
+    """`verify_export` on a folder nothing else writes to."""
     fmt = export_format(export_dir)
-    refuse_foreign_auto_map(export_dir, str(export_dir), module_export=fmt == "module")
+    refuse_foreign_auto_map(export_dir, name, module_export=fmt == "module")
     glasses = export_glasses(export_dir)
     n_experts = sum(glasses.experts_per_layer())
     # Every check of the files comes before anything is loaded: a changed export is never run.

@@ -309,3 +309,30 @@ def test_folding_refuses_integer_weights(tiny_llama, tmp_path):
     with pytest.raises(UnfoldableWeightError, match="I8"):
         export_checkpoint(str(base_dir), random_glasses(widths_of(tiny_llama)), tmp_path / "folded", format="folded")
     assert not (tmp_path / "folded").exists()
+
+
+def test_verify_reads_one_version_while_the_export_is_replaced(tiny_llama, tmp_path):
+    """Another process re-exports over the folder again and again (`export --force` swaps whole
+    folders); every verify meanwhile must see one whole version and pass."""
+    import threading
+
+    out = tmp_path / "replaced"
+    versions = [random_glasses(widths_of(tiny_llama), seed) for seed in (1, 2)]
+    export_checkpoint(str(tiny_llama), versions[0], out)
+    stop, replaced = threading.Event(), []
+
+    def replace_forever():
+        while not stop.is_set():
+            export_checkpoint(str(tiny_llama), versions[len(replaced) % 2], out, force=True)
+            replaced.append(1)
+
+    replacer = threading.Thread(target=replace_forever)
+    replacer.start()
+    try:
+        results = [verify_export(out, str(tiny_llama)) for _ in range(4)]
+    finally:
+        stop.set()
+        replacer.join()
+    assert len(replaced) >= 4, "the export was not replaced while it was verified"
+    assert all(result.passed for result in results), [result.describe() for result in results]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["replaced"]  # no snapshot left behind
