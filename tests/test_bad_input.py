@@ -101,7 +101,7 @@ def build_models(root: Path, llama: Path) -> dict[str, Path]:
     for layers in (0, -1):  # a config that lies about the weights' sizes
         models[f"layers{layers}"] = edit_config(copy_model(llama, root / f"layers{layers}"), num_hidden_layers=layers)
     models["wrong-width"] = edit_config(copy_model(llama, root / "wrong-width"), intermediate_size=40)
-    models["wrong-vocab"] = edit_config(copy_model(llama, root / "wrong-vocab"), vocab_size=10)
+    models["wrong-vocab"] = edit_config(copy_model(llama, root / "wrong-vocab"), vocab_size=4000)
     models["no-tokenizer"] = copy_model(llama, root / "no-tokenizer")
     for path in models["no-tokenizer"].glob("*token*"):
         path.unlink()
@@ -281,7 +281,7 @@ CASES = {
     "config-minus-1-layers-score": Case("score {layers-1} " + GOOD + " --out {out}", ("num_hidden_layers = -1", "2 layers")),
     "config-0-layers-export": Case("export {layers0} --glasses {glasses} --out {out}", ("num_hidden_layers = 0", "2 layers")),
     "config-wrong-width-export": Case("export {wrong-width} --glasses {glasses} --out {out}", ("intermediate_size = 40", "[48, 48]")),
-    "config-wrong-vocab-export": Case("export {wrong-vocab} --glasses {glasses} --out {out}", ("vocab_size = 10", "rows")),
+    "config-wrong-vocab-export": Case("export {wrong-vocab} --glasses {glasses} --out {out}", ("vocab_size = 4000", "400 rows")),
     "export-of-an-export": Case("export {module-export} --glasses {glasses} --out {out}", ("already an sgm-export", "base model")),
     "export-of-a-pickle-checkpoint": Case("export {pickle-only} --glasses {glasses} --out {out}", ("pickle", "convert it to safetensors")),
     # The labelled data.
