@@ -1,7 +1,7 @@
 """The `sgm-export` command line.
 
 Problems with the input end with one line on stderr (what is wrong; how to fix it) and exit
-code 2, without a traceback unless `--debug` is given. Results go to stdout, progress to stderr.
+code 2, without a traceback unless `--debug` is given (which adds it, and keeps the code 2). Results go to stdout, progress to stderr.
 Each subcommand lives in its own module under `sgm_export/commands/`.
 """
 
@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import warnings
 
 from sgm_export import __version__
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except SgmError as error:
         if debug:
-            raise
+            traceback.print_exc()  # the exit code stays that of a user error
         print(_one_line(f"{PROG}: error: {error}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -11,6 +11,10 @@ While a run uses a temporary, it holds an advisory lock (`flock`) on it; the ker
 when the process dies, however it dies. The next run for the same target removes the siblings
 that nobody holds, so leftovers never pile up and a live run's files are never touched.
 Ctrl-C and SIGTERM are not kills: they unwind and remove the temporary at once.
+
+Every output goes through `atomic_dir` or `atomic_file`, so that is where a full disk (ENOSPC,
+whichever library was writing) becomes one line that names the filesystem and the space needed,
+after the temporary is removed and with the previous output untouched.
 """
 
 import contextlib
@@ -18,6 +22,7 @@ import ctypes
 import errno
 import fcntl
 import functools
+import math
 import os
 import re
 import shutil
@@ -37,6 +42,17 @@ _MKTEMP_SUFFIX = r"[a-z0-9_]{8}"  # what tempfile appends to the prefix
 
 class OutputPathError(SgmError):
     """The output cannot be written where it was asked for."""
+
+
+class DiskFullError(OutputPathError):
+    """The filesystem of the output ran out of space while it was being written."""
+
+    def __init__(self, target: Path, written_bytes: int) -> None:
+        megabytes = max(1, math.ceil(written_bytes / 1e6))
+        super().__init__(
+            f"no space left on {mount_point(target)} for {target}",
+            f"free more than {megabytes} MB (what was written before the disk filled) or choose another --out",
+        )
 
 
 def check_target_free(target: Path, force: bool) -> None:
@@ -65,14 +81,11 @@ def atomic_dir(target: Path, force: bool = False) -> Iterator[Path]:
     _make_parent(target)
     sweep_stale_temporaries(target)
     staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
-    try:
+    with _cleaned_up(staging, target):
         with exclusively(staging):
             yield staging
             _apply_umask(staging)
             _replace(staging, target)
-    except BaseException:
-        _remove(staging)
-        raise
 
 
 @contextlib.contextmanager
@@ -85,14 +98,56 @@ def atomic_file(target: Path, force: bool = False) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(prefix=_temp_prefix(target), dir=target.parent)
     os.close(handle)
     staging = Path(name)
-    try:
+    with _cleaned_up(staging, target):
         with exclusively(staging):
             yield staging
             _apply_umask(staging)
             _replace(staging, target)
-    except BaseException:
+
+
+@contextlib.contextmanager
+def _cleaned_up(staging: Path, target: Path) -> Iterator[None]:
+    """Remove `staging` when the block fails; a full disk becomes a `DiskFullError` for `target`."""
+    try:
+        yield
+    except BaseException as error:
+        written = _size(staging)
         _remove(staging)
+        if is_disk_full(error):
+            raise DiskFullError(target, written) from None
         raise
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether an error, or one it was raised from, is ENOSPC. Some writers (safetensors' Rust
+    code) report it as text rather than as an OSError, so the message counts too."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, DiskFullError) or (isinstance(seen, OSError) and seen.errno == errno.ENOSPC):
+            return True
+        if "No space left on device" in str(seen) or "StorageFull" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def mount_point(path: Path) -> Path:
+    """The mount point of the filesystem that holds (or would hold) `path`."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def _size(path: Path) -> int:
+    """Bytes in a file or folder (0 where it is gone)."""
+    with contextlib.suppress(OSError):
+        if path.is_dir():
+            return sum(item.lstat().st_size for item in path.rglob("*") if item.is_file())
+        return path.lstat().st_size
+    return 0
 
 
 @contextlib.contextmanager

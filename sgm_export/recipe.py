@@ -81,6 +81,12 @@ def _read_yaml(path: Path) -> dict:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise RecipeError(f"recipe {path} is not UTF-8 text", "save it as UTF-8") from None
+    except yaml.constructor.ConstructorError as error:  # safe_load refuses tags such as !!python/object
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RecipeError(
+            f"recipe {path} uses a YAML tag{where} ({error.problem}); tags are not allowed", "write plain values without '!!' tags"
+        ) from None
     except (yaml.YAMLError, ValueError, RecursionError) as error:  # ValueError: e.g. a date like 2024-13-01
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -3,7 +3,6 @@ model with the same scales applied by hooks (an independent mechanism), in float
 
 import math
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from sgm_export.data.examples import Example
 from sgm_export.data.images import probe_image
 from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.errors import CheckpointError
-from sgm_export.export.files import MANIFEST_FILE, read_manifest
 from sgm_export.glasses import GLASSES_FILE, Glasses, load_glasses
 from sgm_export.modeling import (
     MODELING_FILE,
@@ -26,9 +24,12 @@ from sgm_export.modeling import (
     sha256_file,
     shipped_modeling_sha256,
 )
+from sgm_export.models.audit import refuse_foreign_auto_map
 from sgm_export.models.checkpoint import read_config
 from sgm_export.models.load import LoadedModel, load_model
+from sgm_export.models.manifest import manifest_problems, read_manifest
 from sgm_export.score.runner import model_inputs
+from sgm_export.snapshot import folder_snapshot
 from sgm_export.tensorfile import read_tensor_file
 
 DEFAULT_TOLERANCE = 1e-4
@@ -112,26 +113,6 @@ def foreign_code_problems(export_dir: Path) -> list[str]:
     return []
 
 
-def manifest_problems(export_dir: Path, skip: Callable[[str], bool] = lambda name: False) -> list[str]:
-    """Files that are missing or changed since the export wrote its sgm_export.json; `skip` leaves
-    out files that are about to be written again anyway (the card when it is re-rendered)."""
-    manifest = read_manifest(export_dir)
-    if manifest is None:
-        return [f"{MANIFEST_FILE} is missing, so the files cannot be checked"]
-    problems = []
-    for name, digest in manifest.get("files", {}).items():
-        if skip(name):
-            continue
-        path = export_dir / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-        elif sha256_file(path) != digest:
-            problems.append(f"{name} differs from the SHA-256 recorded in {MANIFEST_FILE}")
-    if manifest.get("modeling_sgm_sha256") not in (None, shipped_modeling_sha256()):
-        problems.append(f"{MODELING_FILE} was written by another version of sgm-export")
-    return problems
-
-
 def verify_probes(loaded: LoadedModel) -> list[dict[str, Any]]:
     """The model inputs both models run: the verify prompts in one batch; for vision-language
     models the same prompts as answers about a probe image (half of them) or about nothing (the
@@ -184,18 +165,30 @@ def verify_export(
     Both models run in float64 by default: a folded checkpoint computes x @ (W * s) where the
     reference computes (x * s) @ W, and in float32 that reordering alone moves the logits of a
     270M model by about 1e-4. In float64 what remains is the one rounding of W * s to the
-    stored dtype, so the check measures the export and not the arithmetic.
+    stored dtype, so the check measures the export and not the arithmetic. Everything is read
+    from a snapshot of the folder (snapshot.py), so a concurrent replace cannot mix two versions.
     """
-    export_dir = Path(export_dir)
+    export_format(Path(export_dir))  # a folder that is no export is reported with the path the user gave
+    with folder_snapshot(Path(export_dir)) as frozen:  # another process may replace the export meanwhile
+        return _verify_folder(frozen, str(export_dir), base_model, tolerance, device, dtype, allow_pickle, trust_remote_code)
+
+
+def _verify_folder(
+    export_dir: Path, name: str, base_model: str, tolerance: float, device: str, dtype: str, allow_pickle: bool, trust_remote_code: bool
+) -> VerifyResult:
+    """`verify_export` on a folder nothing else writes to."""
     fmt = export_format(export_dir)
+    refuse_foreign_auto_map(export_dir, name, module_export=fmt == "module")
+    glasses = export_glasses(export_dir)
+    n_experts = sum(glasses.experts_per_layer())
+    # Every check of the files comes before anything is loaded: a changed export is never run.
+    problems = (foreign_code_problems(export_dir) if fmt == "module" else []) + manifest_problems(export_dir)
+    if problems:
+        return VerifyResult(fmt, math.nan, tolerance, math.nan, n_experts, problems)
     if fmt == "onnx":
         from sgm_export.export.onnx.check import verify_onnx_export
 
         return verify_onnx_export(export_dir, base_model, tolerance=tolerance, device=device)
-    glasses = export_glasses(export_dir)
-    n_experts = sum(glasses.experts_per_layer())
-    if fmt == "module" and (foreign := foreign_code_problems(export_dir)):
-        return VerifyResult(fmt, math.nan, tolerance, math.nan, n_experts, foreign + manifest_problems(export_dir))
     exported = load_model(str(export_dir), device=device, dtype=dtype)
     base = load_model(base_model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     tokenizer = base.tokenizer
@@ -205,7 +198,6 @@ def verify_export(
         plain_logits = probe_logits(base.model, probes)
         with glasses_applied(base.model, base.family, glasses):
             reference_logits = probe_logits(base.model, probes)
-    problems = manifest_problems(export_dir)
     if exported.tokenizer.get_vocab() != tokenizer.get_vocab():
         problems.append("the export's tokenizer differs from the base model's")
     return VerifyResult(

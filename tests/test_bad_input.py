@@ -7,6 +7,7 @@ inputs. The inputs are built once per session (`world`); each case gets an empty
 """
 
 import json
+import os
 import re
 import shutil
 import struct
@@ -97,6 +98,10 @@ def build_models(root: Path, llama: Path) -> dict[str, Path]:
     weights = load_file(llama / "model.safetensors")
     del weights["model.layers.1.mlp.down_proj.weight"]
     save_file(weights, models["missing-tensor"] / "model.safetensors", metadata={"format": "pt"})
+    for layers in (0, -1):  # a config that lies about the weights' sizes
+        models[f"layers{layers}"] = edit_config(copy_model(llama, root / f"layers{layers}"), num_hidden_layers=layers)
+    models["wrong-width"] = edit_config(copy_model(llama, root / "wrong-width"), intermediate_size=40)
+    models["wrong-vocab"] = edit_config(copy_model(llama, root / "wrong-vocab"), vocab_size=4000)
     models["no-tokenizer"] = copy_model(llama, root / "no-tokenizer")
     for path in models["no-tokenizer"].glob("*token*"):
         path.unlink()
@@ -137,6 +142,9 @@ def build_data(root: Path) -> dict[str, Path]:
     data["folder"].mkdir()
     data["missing-image"] = write_jsonl(root / "missing-image.jsonl", [*ROWS, {"text": "look", "label": 0, "image": "nope.png"}])
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    os.mkfifo(root / "fifo.png")  # reading it would block forever
+    data["fifo-image"] = write_jsonl(root / "fifo-image.jsonl", [*ROWS, {"text": "look", "label": 0, "image": "fifo.png"}])
+    data["device-image"] = write_jsonl(root / "device-image.jsonl", [*ROWS, {"text": "look", "label": 0, "image": "/dev/zero"}])
     data["corrupt-image"] = write_jsonl(root / "corrupt-image.jsonl", [*ROWS, {"text": "look", "label": 0, "image": "broken.png"}])
     data["long"] = write_jsonl(root / "long.jsonl", [{**row, "text": " ".join([row["text"]] * 40)} for row in ROWS])
     return data
@@ -186,6 +194,7 @@ def build_recipes(root: Path, llama: Path, data: dict[str, Path]) -> dict[str, P
     good = f"model: {llama}\ndata: [{data['good']}]\n"
     texts = {
         "not-yaml": "model: [unclosed\n",
+        "python-tag": good + "out: !!python/object/apply:os.system [echo pwned]\n",
         "bad-date": good + "out: 2024-13-01\n",
         "unknown-key": good + "glasses:\n  strenght: 2\n",
         "wrong-type": good + "score:\n  batch_size: many\n",
@@ -268,6 +277,11 @@ CASES = {
     "float16-overflow": Case(
         "score {overflows-fp16} " + GOOD + " --dtype float16 --device cpu --out {out}", ("overflow float16", "layer 0", "--dtype float32")
     ),
+    "config-0-layers-score": Case("score {layers0} " + GOOD + " --out {out}", ("num_hidden_layers = 0", "2 layers", "restore config.json")),
+    "config-minus-1-layers-score": Case("score {layers-1} " + GOOD + " --out {out}", ("num_hidden_layers = -1", "2 layers")),
+    "config-0-layers-export": Case("export {layers0} --glasses {glasses} --out {out}", ("num_hidden_layers = 0", "2 layers")),
+    "config-wrong-width-export": Case("export {wrong-width} --glasses {glasses} --out {out}", ("intermediate_size = 40", "[48, 48]")),
+    "config-wrong-vocab-export": Case("export {wrong-vocab} --glasses {glasses} --out {out}", ("vocab_size = 4000", "400 rows")),
     "export-of-an-export": Case("export {module-export} --glasses {glasses} --out {out}", ("already an sgm-export", "base model")),
     "export-of-a-pickle-checkpoint": Case("export {pickle-only} --glasses {glasses} --out {out}", ("pickle", "convert it to safetensors")),
     # The labelled data.
@@ -284,6 +298,8 @@ CASES = {
     "malformed-jsonl-line": Case("score {llama} --data {data:malformed} --out {out}", ("line 3 is not valid JSON", "fix or remove")),
     "row-not-an-object": Case("score {llama} --data {data:not-object} --out {out}", ("line 7 is not an object", '{"text"')),
     "missing-image": Case("score {llama} --data {data:missing-image} --out {out}", ("line 7 names image", "nope.png", "does not exist")),
+    "fifo-image": Case("score {llama} --data {data:fifo-image} --out {out}", ("fifo.png", "not a regular file", "PNG or JPEG")),
+    "device-image": Case("score {llama} --data {data:device-image} --out {out}", ("/dev/zero", "not a regular file")),
     "corrupt-image": Case("score {llama} --data {data:corrupt-image} --out {out}", ("broken.png", "not a readable image", "replace")),
     "empty-data-file": Case("score {llama} --data {data:empty} --out {out}", ("has no examples", "add rows")),
     "data-not-utf8": Case("score {llama} --data {data:not-utf8} --out {out}", ("not UTF-8", "line 2", "save the file as UTF-8")),
@@ -330,6 +346,7 @@ CASES = {
     "score-over-its-own-data": Case("score {llama} --data {data:good} --out {data:good} --force", ("would replace the input", "outside")),
     # Recipes.
     "recipe-missing": Case("run {root}/no-recipe.yaml --out {out}", ("does not exist", "recipes/demo.yaml")),
+    "recipe-python-tag": Case("run {recipe:python-tag} --out {out}", ("YAML tag", "line 3", "tags are not allowed")),
     "recipe-not-yaml": Case("run {recipe:not-yaml} --out {out}", ("not valid YAML", "line", "syntax")),
     "recipe-impossible-date": Case("run {recipe:bad-date} --out {out}", ("not valid YAML", "dates")),
     "recipe-unknown-key": Case(
@@ -401,3 +418,10 @@ def test_run_checks_every_input_before_any_work(world, tmp_path, monkeypatch):
     with pytest.raises(SgmError, match="--max-length 512"):
         run_recipe(load_recipe(world["recipe:good"], [out, f"model={world['gpt2']}", "score.max_length=512"], environ={}))
     assert not (tmp_path / "out").exists()
+
+
+def test_debug_adds_the_traceback_and_keeps_exit_code_2(world, tmp_path):
+    result = sgm("score", world["root"] / "no-such-model", "--data", world["data:good"], "--out", tmp_path / "out", "--debug")
+    assert result.code == 2, result.stderr
+    assert "Traceback" in result.stderr and "ModelNotFoundError" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("sgm-export: error: ")

@@ -15,12 +15,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sgm_export.errors import CheckpointError
 from sgm_export.export import export_checkpoint
-from sgm_export.export.files import read_manifest
+from sgm_export.models.manifest import manifest_problems, read_manifest
 from sgm_export.models.resolve import ModelSource
 from sgm_export.publish.card import PLACEHOLDER_ID, render_card
 from sgm_export.publish.checks import publish_problems
 from sgm_export.publish.refresh import refresh_card
-from sgm_export.verify import manifest_problems
 
 
 def sha256(path) -> str:

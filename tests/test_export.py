@@ -84,16 +84,40 @@ def drop_scales_file(out):
     (out / "sgm_glasses.safetensors").unlink()
 
 
+def record_scales(out):
+    """Make the manifest agree with a changed scales file, as someone who edits it on purpose would."""
+    manifest = json.loads((out / "sgm_export.json").read_text())
+    manifest["files"]["sgm_glasses.safetensors"] = hashlib.sha256((out / "sgm_glasses.safetensors").read_bytes()).hexdigest()
+    (out / "sgm_export.json").write_text(json.dumps(manifest))
+
+
+def all_ones(out):
+    scales = load_file(out / "sgm_glasses.safetensors")
+    save_file({name: torch.ones_like(scale) for name, scale in scales.items()}, out / "sgm_glasses.safetensors")
+
+
+def unrecorded_scales(out):
+    manifest = json.loads((out / "sgm_export.json").read_text())
+    del manifest["files"]["sgm_glasses.safetensors"]
+    (out / "sgm_export.json").write_text(json.dumps(manifest))
+
+
+def drop_manifest(out):
+    (out / "sgm_export.json").unlink()
+
+
 def drop_one_scale(out):
     scales = load_file(out / "sgm_glasses.safetensors")
     del scales["model.layers.1.mlp.down_proj.sgm_scale"]
     save_file(scales, out / "sgm_glasses.safetensors")
+    record_scales(out)
 
 
 def nan_scale(out):
     scales = load_file(out / "sgm_glasses.safetensors")
     scales["model.layers.0.mlp.down_proj.sgm_scale"][3] = float("nan")
     save_file(scales, out / "sgm_glasses.safetensors")
+    record_scales(out)
 
 
 def no_modules(out):
@@ -101,6 +125,7 @@ def no_modules(out):
     config["sgm"]["modules"] = []
     (out / "config.json").write_text(json.dumps(config))
     save_file({}, out / "sgm_glasses.safetensors")
+    record_scales(out)
 
 
 def drop_a_weight(out):
@@ -113,6 +138,9 @@ def drop_a_weight(out):
     "damage, error",
     [
         (drop_scales_file, "sgm_glasses.safetensors"),
+        (all_ones, "differ from the SHA-256 in sgm_export.json"),
+        (unrecorded_scales, "does not record sgm_glasses.safetensors"),
+        (drop_manifest, "sgm_export.json"),
         (drop_one_scale, "lacks scales"),
         (nan_scale, "not finite"),
         (no_modules, "lists no modules"),
@@ -281,3 +309,30 @@ def test_folding_refuses_integer_weights(tiny_llama, tmp_path):
     with pytest.raises(UnfoldableWeightError, match="I8"):
         export_checkpoint(str(base_dir), random_glasses(widths_of(tiny_llama)), tmp_path / "folded", format="folded")
     assert not (tmp_path / "folded").exists()
+
+
+def test_verify_reads_one_version_while_the_export_is_replaced(tiny_llama, tmp_path):
+    """Another process re-exports over the folder again and again (`export --force` swaps whole
+    folders); every verify meanwhile must see one whole version and pass."""
+    import threading
+
+    out = tmp_path / "replaced"
+    versions = [random_glasses(widths_of(tiny_llama), seed) for seed in (1, 2)]
+    export_checkpoint(str(tiny_llama), versions[0], out)
+    stop, replaced = threading.Event(), []
+
+    def replace_forever():
+        while not stop.is_set():
+            export_checkpoint(str(tiny_llama), versions[len(replaced) % 2], out, force=True)
+            replaced.append(1)
+
+    replacer = threading.Thread(target=replace_forever)
+    replacer.start()
+    try:
+        results = [verify_export(out, str(tiny_llama)) for _ in range(4)]
+    finally:
+        stop.set()
+        replacer.join()
+    assert len(replaced) >= 4, "the export was not replaced while it was verified"
+    assert all(result.passed for result in results), [result.describe() for result in results]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["replaced"]  # no snapshot left behind

@@ -152,6 +152,9 @@ def test_export_from_a_checkpoint_export_carries_its_glasses(tiny_models, tmp_pa
 
 
 def test_verify_catches_an_onnx_export_with_other_glasses(onnx_export, tiny_models, tmp_path):
+    from sgm_export.export.files import write_manifest
+    from sgm_export.models.manifest import read_manifest
+
     folder, glasses = onnx_export("gpt2")
     base_dir = tiny_models["gpt2"]
     assert verify_export(folder, str(base_dir)).passed
@@ -163,6 +166,10 @@ def test_verify_catches_an_onnx_export_with_other_glasses(onnx_export, tiny_mode
             (tampered / file.relative_to(folder)).parent.mkdir(exist_ok=True)
             (tampered / file.relative_to(folder)).write_bytes(file.read_bytes())
     (tampered / "onnx" / "model.onnx").write_bytes((other / "onnx" / "model.onnx").read_bytes())  # the graph's glasses differ
+    unrecorded = verify_export(tampered, str(base_dir))  # the manifest notices first, before anything is loaded
+    assert not unrecorded.passed and unrecorded.problems == ["onnx/model.onnx differs from the SHA-256 recorded in sgm_export.json"]
+    fields = {key: value for key, value in read_manifest(tampered).items() if key != "files"}
+    write_manifest(tampered, fields)  # as someone who swaps the graph on purpose would
     result = verify_export(tampered, str(base_dir))
     assert not result.passed and result.max_abs_diff > 1e-4
     assert any("sgm.layers.0.scale differs" in problem for problem in result.problems)

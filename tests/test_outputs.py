@@ -133,3 +133,55 @@ def test_replacing_without_an_atomic_exchange(tmp_path, monkeypatch):
     with atomic_dir(target, force=True) as staging:
         (staging / "new.txt").write_text("new")
     assert names(target) == ["new.txt"] and names(tmp_path) == ["out"]
+
+
+def small_disk(folder: Path, size_bytes: int) -> Path:
+    """A tmpfs of `size_bytes` at `folder`, or a clean skip where this process may not mount one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode(errors='replace').strip() or done.returncode})")
+    return folder
+
+
+@pytest.fixture
+def unmount():
+    mounted: list[Path] = []
+    yield mounted.append
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, unmount):
+    from sgm_export.outputs import DiskFullError, atomic_file
+
+    disk = small_disk(tmp_path / "disk", 64 * 1024)
+    unmount(disk)
+    with pytest.raises(DiskFullError, match=rf"no space left on {disk} for {disk}/big.bin; free more than 1 MB .* choose another --out"):
+        with atomic_file(disk / "big.bin") as staging:
+            staging.write_bytes(b"x" * 1_000_000)
+    assert names(disk) == []
+
+
+def test_export_onto_a_full_disk_keeps_the_previous_export(tiny_llama, tmp_path, unmount, capsys):
+    from sgm_export.cli import main
+    from sgm_export.glasses import save_glasses
+    from sgm_export.models.manifest import manifest_problems
+    from tests.test_export import random_glasses, widths_of
+
+    glasses = [save_glasses(random_glasses(widths_of(tiny_llama), seed), tmp_path / f"glasses{seed}.safetensors") for seed in (1, 2)]
+    sizing = tmp_path / "sizing"
+    assert main(["export", str(tiny_llama), "--glasses", str(glasses[0]), "--out", str(sizing)]) == 0
+    pages = sum(-(-path.stat().st_size // 4096) * 4096 for path in sizing.iterdir())
+    disk = small_disk(tmp_path / "disk", pages * 3 // 2)  # room for one export, not for a second beside it
+    unmount(disk)
+    out = disk / "export"
+    assert main(["export", str(tiny_llama), "--glasses", str(glasses[0]), "--out", str(out)]) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    capsys.readouterr()
+    code = main(["export", str(tiny_llama), "--glasses", str(glasses[1]), "--out", str(out), "--force"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert f"no space left on {disk} for {out}" in lines[0] and "MB" in lines[0] and "choose another --out" in lines[0]
+    assert names(disk) == ["export"]  # no temporary left behind
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before and manifest_problems(out) == []

@@ -128,8 +128,9 @@ def test_push_refuses_a_folder_that_fails_its_checks(exported, hub, token, tmp_p
 
 
 def test_push_refuses_glasses_that_do_not_match_the_card(exported, licensed_llama, tiny_glasses, tmp_path, hub, token):
-    from sgm_export.export.files import read_manifest, write_manifest
+    from sgm_export.export.files import write_manifest
     from sgm_export.glasses import Glasses
+    from sgm_export.models.manifest import read_manifest
 
     other = Glasses([scale[::-1] for scale in tiny_glasses.scales], tiny_glasses.metadata)
     replacement = export_checkpoint(str(licensed_llama), other, tmp_path / "other")

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from sgm_export.evaluate.setup import comparison_variants, header, load_inputs, require_same_tokenizer
     from sgm_export.glasses import load_glasses
     from sgm_export.models.load import load_model
+    from sgm_export.models.preflight import check_model
     from sgm_export.outputs import check_target_free
     from sgm_export.report_cli import print_eval_summary
     from sgm_export.score.files import load_scores
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = options_from_args(EvalOptions, args)
     check_target_free(args.out, args.force)
+    for name in dict.fromkeys(filter(None, (args.model, args.base))):  # audit both folders before anything is loaded
+        check_model(name, args.allow_pickle, args.trust_remote_code)
     scores = load_scores(args.scores) if args.scores else None
     if args.glasses is not None:
         if args.base is not None:

@@ -33,12 +33,14 @@ def run(args: argparse.Namespace) -> int:
     from sgm_export.evaluate.setup import header, load_inputs
     from sgm_export.evaluate.sweep import DEFAULT_SETTINGS, parse_setting, sweep_rows, sweep_variants, write_sweep
     from sgm_export.models.load import load_model
+    from sgm_export.models.preflight import check_model
     from sgm_export.outputs import check_target_free
     from sgm_export.report_cli import print_sweep_summary
     from sgm_export.score.files import load_scores
 
     options = options_from_args(EvalOptions, args)
     check_target_free(args.out, args.force)
+    check_model(args.model, args.allow_pickle, args.trust_remote_code)  # audit the folder before anything is loaded
     settings = [parse_setting(text) for text in (args.settings or DEFAULT_SETTINGS)]
     scores = load_scores(args.scores)
     inputs = load_inputs(options)

@@ -133,10 +133,12 @@ def example_from_row(row: Any, origin: str, base_dir: Path | None = None) -> Exa
         if not isinstance(image, str):
             raise DataError(f"{origin} has an 'image' that is not a path", "make 'image' a path relative to the data file")
         image_path = (base_dir / image) if base_dir is not None else Path(image)
-        if not image_path.is_file():
+        if not image_path.exists():
             raise DataError(
                 f"{origin} names image {image_path}, which does not exist", "fix the path (relative to the data file) or drop 'image'"
             )
+        if not image_path.is_file():  # a folder, FIFO or device: opening it could block or read forever
+            raise DataError(f"{origin} names image {image_path}, which is not a regular file", "point 'image' at a PNG or JPEG file")
         _check_image(image_path, origin)
     extra = {key: value for key, value in row.items() if key not in {"text", "label", "prompt", "image"}}
     return Example(text=text, label=_LABELS[label], prompt=prompt, image=image_path, origin=origin, extra=extra)

@@ -23,9 +23,8 @@ from sgm_export import __version__
 from sgm_export.errors import CheckpointError
 from sgm_export.export.digests import file_digest
 from sgm_export.modeling import sha256_file, shipped_modeling_sha256
+from sgm_export.models.manifest import MANIFEST_FILE
 from sgm_export.outputs import atomic_file
-
-MANIFEST_FILE = "sgm_export.json"
 
 
 def copy_file(source: Path, target: Path, link: bool = False) -> str:
@@ -93,9 +92,3 @@ def recorded_files(folder: Path) -> list[str]:
         for path in folder.rglob("*")
         if path.is_file() and path.name != MANIFEST_FILE and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     )
-
-
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    """The folder's sgm_export.json, or None when it has none."""
-    path = folder / MANIFEST_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

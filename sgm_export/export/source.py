@@ -1,22 +1,19 @@
 """The base checkpoint an export starts from, checked against the glasses before anything is
-written: its family, its weight files, and the width of every output projection, read from the
-safetensors headers without loading a single weight."""
+written: that it names no code of its own, its family, its weight files, its config's sizes, and
+the width of every output projection, read from the safetensors headers without loading a
+single weight."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
 from sgm_export.arch import Family
-from sgm_export.errors import CheckpointError, SgmError, ShapeMismatchError, UnsafeCheckpointError
+from sgm_export.errors import SgmError, UnsafeCheckpointError
 from sgm_export.glasses import Glasses
-from sgm_export.models.checkpoint import (
-    check_safetensors,
-    read_config,
-    safetensors_header,
-    weight_files,
-    weight_index,
-)
+from sgm_export.models.audit import audit_folder
+from sgm_export.models.checkpoint import check_safetensors, read_config, weight_files, weight_index
 from sgm_export.models.preflight import model_family
 from sgm_export.models.resolve import ModelSource, resolve_model
+from sgm_export.models.sizes import check_sizes, projection_widths
 
 # Files of a model folder that an export does not carry over: weights are handled on their own,
 # config.json is rewritten, the card is written anew, and pickles never travel.
@@ -56,6 +53,12 @@ def open_base_checkpoint(model: str, glasses: Glasses) -> BaseCheckpoint:
     """Resolve MODEL and check that the glasses fit its output projections exactly."""
     source = resolve_model(model)
     config = read_config(source.path)
+    try:
+        audit_folder(source.path, model)  # an export copies the folder's code and configs: none may name code
+    except UnsafeCheckpointError as error:
+        raise UnsafeCheckpointError(
+            error.problem, "delete auto_map (and the code it names) to export with the transformers class"
+        ) from None
     family, is_sgm_export = model_family(config)
     if is_sgm_export:
         raise SgmError(f"{model} is already an sgm-export module checkpoint", "export from the base model instead")
@@ -64,37 +67,7 @@ def open_base_checkpoint(model: str, glasses: Glasses) -> BaseCheckpoint:
     except UnsafeCheckpointError as error:
         raise UnsafeCheckpointError(error.problem, "convert it to safetensors first: export reads and writes safetensors only") from None
     check_safetensors(weights)
-    projection_keys = _projection_keys(source.path, family)
-    widths = _projection_widths(projection_keys, weight_index(source.path), family)
+    projection_keys = check_sizes(source.path, config, family, model)
+    widths = projection_widths(projection_keys, weight_index(source.path), family)
     glasses.check_fits(widths, f"model {model}")
     return BaseCheckpoint(source, config, family, weights, projection_keys)
-
-
-def _projection_keys(path: Path, family: Family) -> dict[int, str]:
-    """Layer -> name of its output projection's weight in the checkpoint files."""
-    pattern = family.checkpoint_key_pattern()
-    keys: dict[int, str] = {}
-    for name in weight_index(path):
-        match = pattern.match(name)
-        if match:
-            layer = int(next(group for group in match.groups() if group is not None))
-            keys[layer] = name
-    if not keys or sorted(keys) != list(range(len(keys))):
-        raise CheckpointError(
-            f"could not find the MLP output projections of {path} (expected names like {family.checkpoint_keys[0]})",
-            "check that the checkpoint is complete and of the family " + family.name,
-        )
-    return keys
-
-
-def _projection_widths(keys: dict[int, str], index: dict[str, Path], family: Family) -> list[int]:
-    headers: dict[Path, dict] = {}
-    widths = []
-    for layer in range(len(keys)):
-        file = index[keys[layer]]
-        header = headers.setdefault(file, safetensors_header(file))
-        shape = header[keys[layer]]["shape"]
-        if len(shape) != 2:
-            raise ShapeMismatchError(f"{keys[layer]} has shape {shape}, not a matrix", "this checkpoint layout is not supported")
-        widths.append(int(shape[family.input_axis()]))
-    return widths

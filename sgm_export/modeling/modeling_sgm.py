@@ -15,7 +15,10 @@ Layout of a checkpoint that uses it:
 - `sgm_glasses.safetensors`: one float32 vector per module, named `{module path}.sgm_scale`, and,
   for glasses that shift experts towards their non-toxic mean, `{module path}.sgm_shift` (added
   after the scale). Scales lie within [0, 1], or up to `sgm.max_scale` in config.json where the
-  glasses amplify anti-toxic neurons.
+  glasses amplify anti-toxic neurons;
+- `sgm_export.json`: the manifest, with the SHA-256 of the glasses file (among others). Loading
+  refuses a glasses file that does not match it, or that it does not record: a scales file
+  rewritten to all 1.0 would otherwise load, silently, as the base model.
 
 Loading builds the base architecture from `base_config`, loads its weights as usual (refusing a
 checkpoint with missing weights, which transformers would otherwise fill at random), then turns
@@ -24,6 +27,7 @@ buffer `sgm_scale`. The result is an instance of the base class (generation, pip
 work as usual); saving it again writes this same layout, so the glasses cannot fall off.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -38,6 +42,7 @@ SGM_FORMAT_VERSION = 1
 SCALES_FILE = "sgm_glasses.safetensors"
 SCALE_SUFFIX = ".sgm_scale"
 SHIFT_SUFFIX = ".sgm_shift"
+MANIFEST_FILE = "sgm_export.json"
 
 
 class SgmConfig(PretrainedConfig):
@@ -90,7 +95,10 @@ class GlassesMixin:
                 if isinstance(module, ShiftedInput)
             }
         )
-        save_file(scales, os.path.join(save_directory, SCALES_FILE), metadata={"format": "pt"})
+        scales_path = os.path.join(save_directory, SCALES_FILE)
+        save_file(scales, scales_path, metadata={"format": "pt"})
+        with open(os.path.join(save_directory, MANIFEST_FILE), "w", encoding="utf-8") as f:
+            json.dump({"files": {SCALES_FILE: sha256_of(scales_path)}}, f, indent=2)
         config_path = os.path.join(save_directory, "config.json")
         with open(config_path, encoding="utf-8") as f:
             base_config = json.load(f)
@@ -100,6 +108,28 @@ class GlassesMixin:
         sgm_config.auto_map = dict(self.sgm_settings["auto_map"])
         sgm_config.save_pretrained(save_directory)
         shutil.copyfile(__file__, os.path.join(save_directory, os.path.basename(__file__)))
+
+
+def sha256_of(path):
+    """SHA-256 of a file (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_scales_file(scales_path, manifest_path, scales_file):
+    """Refuse glasses that differ from the SHA-256 the export recorded, or that it never recorded."""
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            recorded = json.load(f).get("files", {}).get(scales_file)
+    except (ValueError, AttributeError):
+        recorded = None
+    if not isinstance(recorded, str):
+        raise ValueError(f"SGM manifest {MANIFEST_FILE} does not record {scales_file}; this checkpoint is damaged")
+    if sha256_of(scales_path) != recorded:
+        raise ValueError(f"SGM glasses {scales_file} differ from the SHA-256 in {MANIFEST_FILE}; they were changed after export")
 
 
 def put_on_glasses(model, scales, sgm_settings):
@@ -161,6 +191,10 @@ class SgmForCausalLM(PreTrainedModel):
         }
         if not isinstance(config, SgmConfig):
             config = SgmConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        # The glasses are checked first: nothing is loaded for a checkpoint whose glasses were changed.
+        scales_path = cached_file(pretrained_model_name_or_path, config.sgm["scales_file"], **hub_kwargs)
+        manifest_path = cached_file(pretrained_model_name_or_path, MANIFEST_FILE, **hub_kwargs)
+        check_scales_file(scales_path, manifest_path, config.sgm["scales_file"])
         base_class = getattr(transformers, config.sgm["base_architecture"])
         kwargs["variant"] = config.sgm["weights_variant"]
         wants_info = kwargs.pop("output_loading_info", False)
@@ -170,7 +204,6 @@ class SgmForCausalLM(PreTrainedModel):
         if info["missing_keys"]:
             # Transformers would initialise them at random: a silently different model.
             raise ValueError(f"SGM checkpoint lacks weights {sorted(info['missing_keys'])[:3]}; it is incomplete")
-        scales_path = cached_file(pretrained_model_name_or_path, config.sgm["scales_file"], **hub_kwargs)
         model = put_on_glasses(model, load_file(scales_path), config.sgm)
         return (model, info) if wants_info else model
 

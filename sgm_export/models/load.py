@@ -1,7 +1,8 @@
 """Loading a model for scoring, verifying or evaluating: the right Auto class from the family
 table, the requested device and dtype, and a tokenizer. Untrusted code never runs: remote code
 only with `trust_remote_code`, pickles only with `allow_pickle`, and our own module exports only
-when their `modeling_sgm.py` is byte-identical to the one this package ships (see preflight.py).
+when their `modeling_sgm.py` is byte-identical to the one this package ships and no config names
+other code (see audit.py, which runs before anything is loaded).
 A checkpoint that lacks some weights is refused: transformers would fill them in at random."""
 
 from dataclasses import dataclass
@@ -67,7 +68,9 @@ def load_model(
     path = checked.source.path
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    trusted = trust_remote_code or checked.is_sgm_export  # our own export: its code was checked above
+    # Our own export: check_model found no auto_map but the one naming modeling_sgm.py, and that
+    # file equal to the shipped one, so trusting remote code runs exactly that file.
+    trusted = trust_remote_code or checked.is_sgm_export
     auto_class = getattr(transformers, checked.family.auto_class)
     placement = _placement(device_map, gpus, torch_device)
     try:

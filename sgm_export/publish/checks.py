@@ -11,11 +11,13 @@ from pathlib import Path
 import yaml
 
 from sgm_export.errors import SgmError
-from sgm_export.export.files import MANIFEST_FILE, read_manifest, recorded_files
+from sgm_export.export.files import recorded_files
 from sgm_export.modeling import sha256_file
+from sgm_export.models.audit import is_module_export, refuse_foreign_auto_map
 from sgm_export.models.checkpoint import PICKLE_SUFFIXES
+from sgm_export.models.manifest import MANIFEST_FILE, manifest_problems, read_manifest
 from sgm_export.publish.card import CARD_BLOCK, CARD_FILE, load_card
-from sgm_export.verify import export_glasses, manifest_problems
+from sgm_export.verify import export_glasses
 
 
 def publish_problems(folder: Path) -> list[str]:
@@ -65,6 +67,7 @@ def require_publishable(folder: Path) -> None:
     folder = Path(folder)
     if not folder.is_dir():
         raise SgmError(f"{folder} is not a directory", "pass the folder that `sgm-export export` or `run` wrote")
+    refuse_foreign_auto_map(folder, str(folder), is_module_export(folder))  # never publish code sgm-export did not write
     problems = publish_problems(folder)
     if problems:
         more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""

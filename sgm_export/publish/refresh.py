@@ -10,11 +10,11 @@ from pathlib import Path
 
 from sgm_export.errors import CheckpointError
 from sgm_export.export import finish_export
-from sgm_export.export.files import MANIFEST_FILE, read_manifest
+from sgm_export.models.audit import is_module_export, refuse_foreign_auto_map
+from sgm_export.models.manifest import MANIFEST_FILE, manifest_problems, read_manifest
 from sgm_export.outputs import atomic_dir
 from sgm_export.publish.card import CARD_FILE
 from sgm_export.publish.evaluation import EVAL_DIR, copy_report
-from sgm_export.verify import manifest_problems
 
 CARD_FIELDS = ("format", "glasses_file", "experts_per_layer", "neurons_per_layer")
 
@@ -28,6 +28,7 @@ def refresh_card(folder: Path, report_dir: Path | None = None, hub_repo_id: str 
             f"{folder} is not an export with a card (its {MANIFEST_FILE} is missing or predates cards)",
             "export it again with `sgm-export export`",
         )
+    refuse_foreign_auto_map(folder, str(folder), is_module_export(folder))  # a card must not vouch for foreign code
     rewritten = (CARD_FILE, f"{EVAL_DIR}/") if report_dir is not None else (CARD_FILE,)
     problems = manifest_problems(folder, skip=lambda name: name.startswith(rewritten))
     if problems:

@@ -18,13 +18,14 @@ from torch import nn
 
 from sgm_export.arch import Family, decoder_projections
 from sgm_export.errors import CheckpointError, SgmError
-from sgm_export.export.files import MANIFEST_FILE, read_manifest
 from sgm_export.export.folded import unfold_scale
 from sgm_export.export.source import companion_files
 from sgm_export.glasses import Glasses
 from sgm_export.modeling import MODELING_FILE, SCALES_FILE, WEIGHTS_VARIANT
+from sgm_export.models.audit import audit_folder
 from sgm_export.models.checkpoint import SAFE_INDEX, read_config, with_variant
 from sgm_export.models.load import load_model
+from sgm_export.models.manifest import MANIFEST_FILE, read_manifest
 from sgm_export.models.preflight import model_family
 from sgm_export.models.resolve import resolve_model
 from sgm_export.verify import export_format, export_glasses
@@ -54,6 +55,7 @@ def open_onnx_source(model: str, glasses: Glasses | None) -> OnnxSource:
     """Load MODEL_OR_DIR for the ONNX export, with its glasses."""
     source = resolve_model(model)
     config = read_config(source.path)
+    audit_folder(source.path, model)  # the ONNX folder carries the tokenizer and configs over: none may name code
     kind = _kind(source.path)
     if kind == "onnx":
         raise SgmError(f"{model} is already an ONNX export", "pass the base model or a module/folded export")
