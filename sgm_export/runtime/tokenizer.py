@@ -53,9 +53,9 @@ class TextTokenizer:
             raise CheckpointError(f"{folder} has no {TOKENIZER_FILE}", "export from a model whose tokenizer was saved with save_pretrained")
         self.backend = Tokenizer.from_file(str(path))
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text`, with the special tokens the tokenizer adds (such as <bos>)."""
-        return self.backend.encode(text).ids
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of `text`, with the special tokens the tokenizer adds (such as <bos>) unless told not to."""
+        return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
 
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`, without special tokens."""

@@ -1,7 +1,9 @@
 """A vision-language export run with ONNX Runtime: images through `vision_encoder.onnx`, tokens
 through `embed_tokens.onnx`, the spliced embeddings through `decoder_model_merged.onnx`.
 
-Prompts come as token ids that already hold each image's run of image tokens, and images as the
+`generate` takes text prompts and images (paths or Pillow images) and does the processor's work
+itself (`runtime.processor`: chat template, image tokens, pixels). `steps` and `generate_ids`
+take prompts as token ids that already hold each image's run of image tokens, and images as the
 arrays the model's image processor makes (`pixel_values`, and `image_grid_thw` for Qwen2-VL), in
 the order their tokens appear over the batch. The loop itself is the text model's.
 """
@@ -14,6 +16,7 @@ import numpy as np
 from sgm_export.errors import CheckpointError
 from sgm_export.runtime.causal_lm import OnnxCausalLM, Step
 from sgm_export.runtime.layout import ATTENTION_MASK, IMAGE_FEATURES, INPUT_IDS, INPUTS_EMBEDS, PIXEL_VALUES, POSITION_IDS
+from sgm_export.runtime.processor import VisionProcessor
 from sgm_export.runtime.sampling import GREEDY, Sampling
 from sgm_export.runtime.tokenizer import left_padded
 from sgm_export.runtime.vision import mrope_positions, splice_image_features
@@ -33,6 +36,32 @@ class OnnxVisionLM(OnnxCausalLM):
         self.image = image
         self.vision_session = self.open_session(self.description.graph_path("vision_encoder"))
         self.embed_session = self.open_session(self.description.graph_path("embed_tokens"))
+        self.processor = VisionProcessor(self.description.folder, self.description.raw["model_type"], self.tokenizer.encode)
+
+    def prepare(self, prompts: list[str], images: list) -> tuple[list[list[int]], dict[str, np.ndarray]]:
+        """Token ids of each prompt (chat template, image tokens) and the image arrays of the batch.
+
+        `images` holds one image (a path or a Pillow image) or None per prompt."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(images)} images (pass None for a prompt without one)")
+        inputs = [self.processor.image_inputs(image) if image is not None else None for image in images]
+        ids = [self.processor.prompt_ids(prompt, image) for prompt, image in zip(prompts, inputs)]
+        present = [image for image in inputs if image is not None]
+        arrays: dict[str, np.ndarray] = {}
+        if present and self.image["one_image_per_run"]:
+            arrays = {PIXEL_VALUES: np.concatenate([image.pixel_values for image in present])}
+            arrays[IMAGE_GRID_THW] = np.stack([image.image_grid_thw for image in present])
+        elif present:
+            arrays = {PIXEL_VALUES: np.stack([image.pixel_values for image in present])}
+        return ids, arrays
+
+    def generate(
+        self, prompts: str | list[str], max_new_tokens: int = 32, sampling: Sampling = GREEDY, images: list | None = None
+    ) -> list[str]:
+        """Continuations of prompts, each about its image (a path, a Pillow image, or None)."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        ids, arrays = self.prepare(prompts, images if images is not None else [None] * len(prompts))
+        return [self.tokenizer.decode(row) for row in self.generate_ids(ids, max_new_tokens, sampling, **arrays)]
 
     def embed(self, input_ids: np.ndarray) -> np.ndarray:
         """Token ids [batch, seq] to their input embeddings."""

@@ -120,8 +120,9 @@ def _trace(source: "OnnxSource", dtype: str):
     if not source.family.multimodal:
         graph, cache = trace_decoder(source.model, source.family, source.glasses, dtype)
         return {"decoder": graph}, cache, TEXT_GRAPHS, None
-    from sgm_export.export.onnx.multimodal import image_facts, multimodal_traits, trace_multimodal
+    from sgm_export.export.onnx.families import check_onnx_family
+    from sgm_export.export.onnx.multimodal import image_facts, trace_multimodal
 
-    traits = multimodal_traits(source.config["model_type"])
+    traits = check_onnx_family(source.config["model_type"], source.base_model)
     graphs, cache = trace_multimodal(source.model, source.family, source.glasses, dtype, traits)
     return graphs, cache, MULTIMODAL_GRAPHS, image_facts(source.model.config, traits)

@@ -15,8 +15,6 @@ What differs between families is in `MULTIMODAL_TRAITS`: extra inputs of the vis
 graphs, and whether positions are 3-D (Qwen2-VL's M-RoPE: temporal, height, width).
 """
 
-from dataclasses import dataclass
-
 import onnx_ir as ir
 import torch
 from torch import nn
@@ -25,7 +23,7 @@ from transformers import DynamicCache
 
 from sgm_export.apply import glasses_applied
 from sgm_export.arch import Family
-from sgm_export.errors import SgmError
+from sgm_export.export.onnx.families import MultimodalTraits
 from sgm_export.export.onnx.trace import DTYPES, cache_spec, export_module
 from sgm_export.glasses import Glasses
 from sgm_export.runtime.layout import (
@@ -46,32 +44,6 @@ from sgm_export.runtime.layout import (
     past_names,
     present_names,
 )
-
-
-@dataclass(frozen=True)
-class MultimodalTraits:
-    """How one vision-language model type's graphs differ from the common form."""
-
-    vision_inputs: tuple[str, ...] = ()  # beyond pixel_values
-    decoder_inputs: tuple[str, ...] = ()  # beyond inputs_embeds, attention_mask, position_ids and the cache
-    position_axes: int = 1  # 3: position_ids is [3, batch, sequence] (M-RoPE)
-    one_image_per_run: bool = False  # the vision graph takes one image per run (its patches vary)
-
-
-MULTIMODAL_TRAITS = {
-    "llava": MultimodalTraits(),
-    "gemma3": MultimodalTraits(decoder_inputs=("token_type_ids",)),
-    "qwen2_vl": MultimodalTraits(vision_inputs=("image_grid_thw",), position_axes=3, one_image_per_run=True),
-}
-
-
-def multimodal_traits(model_type: str) -> MultimodalTraits:
-    if model_type not in MULTIMODAL_TRAITS:
-        raise SgmError(
-            f"the ONNX export does not handle the vision-language model type {model_type!r} yet",
-            "supported: " + ", ".join(sorted(MULTIMODAL_TRAITS)) + "; use the module or folded export",
-        )
-    return MULTIMODAL_TRAITS[model_type]
 
 
 def image_facts(config, traits: MultimodalTraits) -> dict:

@@ -19,6 +19,7 @@ from torch import nn
 from sgm_export.arch import Family, decoder_projections
 from sgm_export.errors import CheckpointError, SgmError
 from sgm_export.export.folded import unfold_scale
+from sgm_export.export.onnx.families import check_onnx_family
 from sgm_export.export.source import companion_files
 from sgm_export.glasses import Glasses
 from sgm_export.modeling import MODELING_FILE, SCALES_FILE, WEIGHTS_VARIANT
@@ -68,7 +69,7 @@ def open_onnx_source(model: str, glasses: Glasses | None) -> OnnxSource:
         raise SgmError(f"{model} is a base model, so the ONNX export needs glasses", "pass --glasses FILE")
     family, _ = model_family(config)
     if family.multimodal:
-        raise SgmError(f"{model} is a multimodal model", "the ONNX export handles text decoders so far")
+        check_onnx_family(_model_type(config), model)
     manifest = read_manifest(source.path) or {}
     base_name = manifest.get("base_model") or source.hub_id or source.name
     if kind == "module":
@@ -82,6 +83,11 @@ def open_onnx_source(model: str, glasses: Glasses | None) -> OnnxSource:
         _unfold(loaded.model, family, glasses)
     _check_fits(loaded.model, family, glasses, model)
     return OnnxSource(loaded.model, family, glasses, config, source.path, kind, base_name)
+
+
+def _model_type(config: dict) -> str:
+    """The model type of a base config or of a module export (whose own config is sgm's)."""
+    return config.get("base_config", config).get("model_type", "")
 
 
 def _kind(path: Path) -> str:

@@ -1,0 +1,37 @@
+"""Which vision-language model types the ONNX export handles, and how their graphs differ.
+
+This table is read before any model is loaded (and without torch), so that an unsupported
+family is refused in one line before anything is written.
+"""
+
+from dataclasses import dataclass
+
+from sgm_export.errors import SgmError
+
+
+@dataclass(frozen=True)
+class MultimodalTraits:
+    """How one vision-language model type's graphs differ from the common form."""
+
+    vision_inputs: tuple[str, ...] = ()  # beyond pixel_values
+    decoder_inputs: tuple[str, ...] = ()  # beyond inputs_embeds, attention_mask, position_ids and the cache
+    position_axes: int = 1  # 3: position_ids is [3, batch, sequence] (M-RoPE)
+    one_image_per_run: bool = False  # the vision graph takes one image per run (its patches vary)
+
+
+MULTIMODAL_TRAITS = {
+    "llava": MultimodalTraits(),
+    "gemma3": MultimodalTraits(decoder_inputs=("token_type_ids",)),
+    "qwen2_vl": MultimodalTraits(vision_inputs=("image_grid_thw",), position_axes=3, one_image_per_run=True),
+}
+
+
+def check_onnx_family(model_type: str, model: str) -> MultimodalTraits:
+    """The traits of a vision-language model type, or a one-line error naming those supported."""
+    if model_type not in MULTIMODAL_TRAITS:
+        raise SgmError(
+            f"{model} is a {model_type} model, whose vision-language ONNX export is not supported "
+            f"(supported: {', '.join(sorted(MULTIMODAL_TRAITS))})",
+            "use the module or folded export",
+        )
+    return MULTIMODAL_TRAITS[model_type]

@@ -1,0 +1,181 @@
+"""What a vision-language model's processor does, in numpy and Pillow (no torch, no transformers):
+render a prompt and an image through the chat template, expand the image placeholder into the
+model's run of image tokens, and turn the image into the vision graph's inputs.
+
+It reads the files `sgm-export onnx` copies beside the graphs (`processor_config.json` or
+`preprocessor_config.json`, `chat_template.jinja`, `tokenizer_config.json`) and repeats the
+steps of transformers' Pillow image processors, which it is tested against:
+
+- LLaVA (CLIP): resize the shortest edge, centre-crop, rescale, normalise; one image token per
+  patch (minus the CLS token for the `default` feature strategy).
+- Gemma 3 (SigLIP): resize to the fixed size, rescale, normalise; the start-of-image token becomes
+  `\\n\\n<boi>` + `image_seq_length` image tokens + `<eoi>\\n\\n`.
+- Qwen2-VL: `smart_resize` to multiples of patch x merge within the pixel bounds, rescale,
+  normalise, cut into flattened patches (each repeated over the temporal patch size), and one
+  image token per merged patch.
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sgm_export.errors import CheckpointError, DataError
+
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+
+@dataclass
+class ImageInputs:
+    """One image, ready for the vision graph, and how many image tokens stand for it."""
+
+    pixel_values: np.ndarray  # [3, H, W] (LLaVA, Gemma 3) or [patches, C*T*P*P] (Qwen2-VL)
+    image_grid_thw: np.ndarray | None  # [3] for Qwen2-VL
+    n_tokens: int
+
+
+class VisionProcessor:
+    """Prompt + image to token ids (image tokens included) and image arrays, for one export."""
+
+    def __init__(self, folder: Path, model_type: str, encode) -> None:
+        self.folder = Path(folder)
+        self.model_type = model_type
+        self.encode_text = encode  # text, add_special_tokens -> ids
+        config = _read_json(self.folder / "processor_config.json")
+        legacy = _read_json(self.folder / "preprocessor_config.json")
+        self.processor = config
+        self.image = config.get("image_processor") or legacy
+        if not self.image:
+            raise CheckpointError(f"{self.folder} has no image processor settings", "export from a folder with its processor files")
+        self.tokens = _read_json(self.folder / "tokenizer_config.json")
+        template = self.folder / CHAT_TEMPLATE_FILE
+        self.chat_template = template.read_text(encoding="utf-8") if template.is_file() else config.get("chat_template")
+
+    def render(self, prompt: str, with_image: bool) -> str:
+        """The chat: one user turn (the image, then the prompt) and the assistant header."""
+        if not self.chat_template:
+            raise CheckpointError(f"{self.folder} has no chat template", "export from a checkpoint whose processor has one")
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message: str) -> None:
+            raise DataError(f"the chat template refused the prompt: {message}", "check the prompt")
+
+        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        environment.globals["raise_exception"] = raise_exception
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": prompt}]
+        special = {key: value for key, value in self.tokens.items() if key.endswith("_token") and isinstance(value, str)}
+        return environment.from_string(self.chat_template).render(
+            messages=[{"role": "user", "content": content}], add_generation_prompt=True, **special
+        )
+
+    def prompt_ids(self, prompt: str, image: "ImageInputs | None") -> list[int]:
+        """Token ids of the rendered prompt with the image's placeholder expanded."""
+        text = self.render(prompt, image is not None)
+        if image is not None:
+            placeholder, expanded = self._expansion(image.n_tokens)
+            if text.count(placeholder) != 1:
+                raise CheckpointError(f"the chat template wrote {text.count(placeholder)} image placeholders", "use the model's own template")
+            text = text.replace(placeholder, expanded)
+        bos = self.tokens.get("bos_token")
+        return self.encode_text(text, add_special_tokens=not (isinstance(bos, str) and text.startswith(bos)))
+
+    def image_inputs(self, image: Any) -> ImageInputs:
+        """A path or Pillow image to the vision graph's inputs for one image."""
+        array = self._load(image)
+        settings = self.image
+        if self.model_type == "qwen2_vl":
+            return self._qwen_patches(array)
+        if settings.get("do_resize", True):
+            size = settings["size"]
+            if "shortest_edge" in size:
+                height, width = array.shape[:2]
+                short, long = (height, width) if height <= width else (width, height)
+                new_short, new_long = size["shortest_edge"], int(size["shortest_edge"] * long / short)
+                target = (new_short, new_long) if height <= width else (new_long, new_short)
+            else:
+                target = (size["height"], size["width"])
+            array = _resize(array, target, settings.get("resample", 2))
+        if settings.get("do_center_crop"):
+            crop = settings["crop_size"]
+            top, left = (array.shape[0] - crop["height"]) // 2, (array.shape[1] - crop["width"]) // 2
+            array = array[top : top + crop["height"], left : left + crop["width"]]
+        pixels = self._rescale_normalize(array).transpose(2, 0, 1)
+        return ImageInputs(pixels, None, self._token_count(pixels.shape[1], pixels.shape[2]))
+
+    def _token_count(self, height: int, width: int) -> int:
+        if self.model_type == "gemma3":
+            return int(self.processor.get("image_seq_length", 256))
+        patch = int(self.processor["patch_size"])
+        count = (height // patch) * (width // patch) + int(self.processor.get("num_additional_image_tokens", 0))
+        return count - 1 if self.processor.get("vision_feature_select_strategy") == "default" else count
+
+    def _expansion(self, n_tokens: int) -> tuple[str, str]:
+        """The placeholder the chat template writes for an image, and what the processor makes of it."""
+        if self.model_type == "gemma3":
+            boi, image, eoi = self.tokens["boi_token"], self.tokens["image_token"], self.tokens["eoi_token"]
+            return boi, f"\n\n{boi}{image * n_tokens}{eoi}\n\n"
+        token = self.processor.get("image_token") or self.tokens.get("image_token") or "<|image_pad|>"
+        return token, token * n_tokens
+
+    def _qwen_patches(self, array: np.ndarray) -> ImageInputs:
+        settings = self.image
+        patch, merge, temporal = int(settings["patch_size"]), int(settings["merge_size"]), int(settings["temporal_patch_size"])
+        size = settings["size"]
+        height, width = _smart_resize(array.shape[0], array.shape[1], patch * merge, size["shortest_edge"], size["longest_edge"])
+        pixels = self._rescale_normalize(_resize(array, (height, width), settings.get("resample", 3))).transpose(2, 0, 1)
+        channels, grid_h, grid_w = pixels.shape[0], height // patch, width // patch
+        patches = pixels.reshape(channels, grid_h // merge, merge, patch, grid_w // merge, merge, patch).transpose(1, 4, 2, 5, 0, 3, 6)
+        patches = np.broadcast_to(patches[:, :, :, :, :, None], (*patches.shape[:5], temporal, patch, patch))
+        flat = patches.reshape(grid_h * grid_w, channels * temporal * patch * patch).astype(np.float32)
+        return ImageInputs(flat, np.array([1, grid_h, grid_w], dtype=np.int64), grid_h * grid_w // merge**2)
+
+    def _rescale_normalize(self, array: np.ndarray) -> np.ndarray:
+        settings = self.image
+        pixels = array.astype(np.float64)
+        if settings.get("do_rescale", True):
+            pixels = pixels * settings.get("rescale_factor", 1 / 255)
+        pixels = pixels.astype(np.float32)
+        if settings.get("do_normalize", True):
+            mean = np.asarray(settings["image_mean"], dtype=np.float32)
+            std = np.asarray(settings["image_std"], dtype=np.float32)
+            pixels = (pixels - mean) / std
+        return pixels.astype(np.float32)
+
+    def _load(self, image: Any) -> np.ndarray:
+        from PIL import Image
+
+        if not isinstance(image, Image.Image):
+            try:
+                with Image.open(image) as opened:
+                    image = opened.convert("RGB")
+            except (OSError, ValueError) as error:
+                raise DataError(f"image {image} cannot be read ({error})", "pass a PNG or JPEG file") from None
+        return np.asarray(image.convert("RGB"))
+
+
+def _resize(array: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """Resize an [H, W, 3] uint8 image to (height, width) with Pillow, as transformers does."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample=resample))
+
+
+def _smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen2-VL's resize target: multiples of `factor`, within the pixel bounds, aspect kept."""
+    if max(height, width) / min(height, width) > 200:
+        raise DataError(f"an image of {width}x{height} pixels is too elongated for this model", "crop it below 200:1")
+    h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar, w_bar = max(factor, math.floor(height / beta / factor) * factor), max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar, w_bar = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
