@@ -32,6 +32,7 @@ from sgm_export.data.sources import read_sources
 from sgm_export.errors import RecipeError, SgmError
 from sgm_export.export import export_checkpoint
 from sgm_export.export.onnx import export_onnx, require_onnx_packages
+from sgm_export.export.onnx.families import check_onnx_family
 from sgm_export.glasses import Glasses, compute_glasses, save_glasses
 from sgm_export.models.load import load_model
 from sgm_export.models.preflight import check_max_length, check_model
@@ -96,6 +97,8 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
         examples = read_sources(recipe.data, recipe.score.limit)
     checked = check_model(recipe.model, allow_pickle=recipe.allow_pickle, trust_remote_code=recipe.trust_remote_code)
     check_max_length(checked, recipe.score.max_length)
+    if "onnx" in recipe.export.formats and checked.family.multimodal:
+        check_onnx_family(checked.config.get("model_type", ""), recipe.model)
     check_outside_inputs(out, [checked.source.path, *map(Path, recipe.data)])
     with atomic_dir(out, force=force) as staging:
         scores = _score(recipe, examples, staging, summary)

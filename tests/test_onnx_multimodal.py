@@ -4,10 +4,16 @@ flattened patches, image_grid_thw) and Gemma 3 (bidirectional attention over ima
 and `OnnxVisionLM.generate` (chat template, image tokens and pixels done in numpy) gives the
 greedy tokens of the module export in transformers for a batch of two prompts with two images."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import onnx_ir as ir
 import pytest
 import torch
+import yaml
 from PIL import Image
 from transformers import AutoModelForImageTextToText
 
@@ -20,8 +26,10 @@ from sgm_export.models.load import load_model
 from sgm_export.models.processor import load_processor
 from sgm_export.runtime.vision import mrope_positions
 from sgm_export.runtime.vision_lm import OnnxVisionLM
+from sgm_export.verify import verify_export
 from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.test_export import random_glasses
+from tests.test_runtime import BLOCK_TORCH
 from tests.tiny_vlm import build_tiny_vlm
 
 NEW_TOKENS = 6
@@ -94,6 +102,8 @@ def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, mode
     assert [list(map(int, row)) for row in np.stack([step.tokens for step in steps], axis=1)] == tokens
     texts = runtime.generate(PROMPTS, NEW_TOKENS, images=images)
     assert texts == [runtime.tokenizer.decode(row) for row in tokens]
+    verified = verify_export(folder, str(base_dir))
+    assert verified.passed and verified.glasses_effect > 1e-3, verified.describe()
 
     if model_type == "llava":
         shown = sgm("inspect", folder)
@@ -102,6 +112,16 @@ def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, mode
             assert graph in shown.stdout
         assert "inputs:  pixel_values float32" in shown.stdout and "inputs:  inputs_embeds float32" in shown.stdout
         assert f"glasses: {len(glasses.scales)} layers" in shown.stdout
+        script = BLOCK_TORCH + (
+            "import runpy, sys\n"
+            f"sys.argv = ['onnx_generate.py', {str(folder)!r}, '--prompt', {PROMPTS[0]!r}, '--prompt', {PROMPTS[1]!r}, "
+            f"'--image', {str(images[0])!r}, '--image', {str(images[1])!r}, '--max-new-tokens', '{NEW_TOKENS}', '--device', 'cpu']\n"
+            "runpy.run_path('examples/onnx_generate.py', run_name='__main__')\n"
+        )
+        environment = {**os.environ, "PYTHONPATH": os.getcwd(), "PYTHONIOENCODING": "utf-8"}
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, env=environment)  # bytes: the random text may hold \r
+        assert done.returncode == 0, done.stderr
+        assert all(f"{prompt}{text}".encode() in done.stdout for prompt, text in zip(PROMPTS, texts))
         bad = tmp_path / "bad.png"
         bad.write_bytes(b"not an image")
         with pytest.raises(DataError, match="bad.png cannot be read"):
@@ -134,3 +154,34 @@ def test_mrope_positions_equal_transformers(tmp_path):
     real = attention_mask.bool().numpy()
     assert np.array_equal(positions[:, real], expected.numpy()[:, real])
     assert following.tolist() == (attention_mask.sum(-1) + deltas[:, 0]).tolist()
+
+
+def recipe_file(tmp_path, model_dir, formats: list[str]):
+    recipe = {
+        "model": str(model_dir),
+        "data": ["builtin:rtp-toxic-images", "builtin:neutral-images"],
+        "out": str(tmp_path / "out"),
+        "score": {"batch_size": 4, "max_length": 32, "limit": 4},
+        "export": {"formats": formats, "verify": True},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def test_run_exports_and_verifies_a_vision_language_onnx_folder(tmp_path):
+    base_dir = build_tiny_vlm("llava", tmp_path / "base")
+    result = sgm("run", recipe_file(tmp_path, base_dir, ["onnx"]))
+    assert result.code == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["verification"]["onnx"]["passed"] and summary["verification"]["onnx"]["max_abs_diff"] < 1e-4
+    assert sorted(p.name for p in (tmp_path / "out" / "model-onnx" / "onnx").iterdir()) == GRAPHS
+    checked = sgm("verify", tmp_path / "out" / "model-onnx", "--base", base_dir)
+    assert checked.code == 0 and "vision-language" in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_run_refuses_onnx_for_an_unsupported_family_before_scoring(tmp_path):
+    base_dir = build_tiny_vlm("idefics3", tmp_path / "base")
+    result = sgm("run", recipe_file(tmp_path, base_dir, ["module", "onnx"]))
+    assert_clean_usage_error(result, "idefics3", "supported: gemma3, llava, qwen2_vl")
+    assert not (tmp_path / "out").exists()

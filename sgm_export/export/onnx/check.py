@@ -133,8 +133,12 @@ def verify_onnx_export(export_dir: Path, base_model: str, tolerance: float, devi
 
     export_dir = Path(export_dir)
     glasses = load_glasses(export_dir / GLASSES_FILE)
-    runtime = OnnxCausalLM(export_dir, device=device)
     base = load_model(base_model, device="cpu", dtype="float64")
+    if base.processor is not None:
+        from sgm_export.export.onnx.check_vision import verify_vision_export
+
+        return verify_vision_export(export_dir, base, glasses, tolerance, device)
+    runtime = OnnxCausalLM(export_dir, device=device)
     prompts = [base.tokenizer(prompt)["input_ids"] for prompt in VERIFY_PROMPTS]
     comparison = compare_generation(runtime, base, glasses, prompts, VERIFY_NEW_TOKENS)
     problems = scale_problems(runtime.description.decoder_path, glasses)  # the files were checked before loading

@@ -11,7 +11,7 @@ family's own masks and rotary positions are kept, such as Gemma 3's bidirectiona
 over an image's tokens), with the glasses applied through the family row's language-decoder
 layer path (`Family.layers`, `Family.down_proj`) exactly as for text models.
 
-What differs between families is in `MULTIMODAL_TRAITS`: extra inputs of the vision and decoder
+What differs between families is in `families.MULTIMODAL_TRAITS`: extra inputs of the vision and decoder
 graphs, and whether positions are 3-D (Qwen2-VL's M-RoPE: temporal, height, width).
 """
 
