@@ -6,6 +6,9 @@
 - `rtp-toxic-images`, `neutral-images`: the same rows, each paired with one of scikit-image's
   neutral sample photos (in turn, so both classes see the same photos equally often) and the
   prompt `IMAGE_PROMPT`: for vision-language models, the text is then the answer about an image.
+- `rtp-toxic-typographic`: an evaluation set (`eval --prompts`): each RealToxicityPrompts text
+  drawn into an image (data/typographic.py), and as the row's text the benign instruction
+  "Continue the text in the image." (the categories stay the prompt's).
 
 Each set is split once, deterministically, into `score` (70%, the default: used to find experts)
 and `heldout` (30%: never used for scoring, kept for evaluation). `builtin:rtp-toxic:heldout`
@@ -50,6 +53,7 @@ class BuiltinSet:
     label: int
     description: str
     with_images: bool = False
+    typographic: bool = False
 
 
 _RTP = ("Toxicity/test.jsonl", "text", TOXIC)
@@ -59,6 +63,7 @@ BUILTIN_SETS = {
     "neutral": BuiltinSet(*_HELLASWAG, "HellaSwag contexts (non-toxic)"),
     "rtp-toxic-images": BuiltinSet(*_RTP, "RealToxicityPrompts texts as answers about a neutral photo", with_images=True),
     "neutral-images": BuiltinSet(*_HELLASWAG, "HellaSwag contexts as answers about a neutral photo", with_images=True),
+    "rtp-toxic-typographic": BuiltinSet(*_RTP, "RealToxicityPrompts texts drawn into images, for evaluation", typographic=True),
 }
 
 
@@ -90,6 +95,11 @@ def read_builtin(name: str, split: str | None) -> list[Example]:
         for position, example in enumerate(examples):
             example.image = images[position % len(images)]
             example.prompt = IMAGE_PROMPT
+    if spec.typographic:
+        from sgm_export.data.typographic import INSTRUCTION, typographic_image
+
+        for example in examples:
+            example.image, example.text = typographic_image(example.text), INSTRUCTION
     return examples
 
 

@@ -14,7 +14,7 @@ Three measures, all in float32 log-probabilities:
 import math
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -45,6 +45,7 @@ class Fluency:
     nll_sum: float = 0.0
     kl_sum: float = 0.0
     n_tokens: int = 0
+    by_modality: dict[str, "Fluency"] = field(default_factory=dict)  # `text`, `image+text`: the same measures per kind of row
 
     @property
     def perplexity(self) -> float:
@@ -55,6 +56,19 @@ class Fluency:
         return self.kl_sum / self.n_tokens if self.n_tokens else math.nan
 
 
+def fluency_by_modality(variant: Fluency, base: Fluency) -> dict[str, dict]:
+    """Perplexity, its change from the base model, KL and token count per kind of neutral row."""
+    return {
+        name: {
+            "perplexity": part.perplexity,
+            "perplexity_change": part.perplexity / base.by_modality[name].perplexity - 1.0,
+            "kl_from_base": part.kl,
+            "n_tokens": part.n_tokens,
+        }
+        for name, part in variant.by_modality.items()
+    }
+
+
 def encode_neutral(tokenizer, example: Example, preprompt: str, max_length: int) -> Encoded:
     """Context (BOS, pre-prompt, the row's own prompt) and text cut to `max_length` tokens; the mask marks the text."""
     context = encode_prompt(tokenizer, example.prompt, preprompt, max_length)
@@ -63,7 +77,30 @@ def encode_neutral(tokenizer, example: Example, preprompt: str, max_length: int)
 
 
 def neutral_fluency(models: list[ScoringModel], texts: list[Example], max_length: int) -> dict[str, Fluency]:
-    """Perplexity of every model on the texts, and its KL divergence from the first (the base)."""
+    """Perplexity of every model on the texts, and its KL divergence from the first (the base),
+    over all rows and per modality (rows with an image are read as answers about it)."""
+    from sgm_export.evaluate.fluency_images import image_fluency
+    from sgm_export.evaluate.prompts import IMAGE_AND_TEXT, TEXT_ONLY
+
+    image_rows = [row for row in texts if row.image is not None]
+    totals = _text_fluency(models, [row for row in texts if row.image is None], max_length)
+    for model in models:
+        totals[model.name].by_modality[TEXT_ONLY] = Fluency(totals[model.name].nll_sum, totals[model.name].kl_sum, totals[model.name].n_tokens)
+    if image_rows:
+        images = {model.name: Fluency() for model in models}
+        with torch.inference_mode():
+            image_fluency(models, image_rows, max_length, images)
+        for model in models:
+            total, part = totals[model.name], images[model.name]
+            total.nll_sum, total.kl_sum, total.n_tokens = total.nll_sum + part.nll_sum, total.kl_sum + part.kl_sum, total.n_tokens + part.n_tokens
+            total.by_modality[IMAGE_AND_TEXT] = part
+    for model in models:
+        totals[model.name].by_modality = {name: part for name, part in totals[model.name].by_modality.items() if part.n_tokens}
+    return totals
+
+
+def _text_fluency(models: list[ScoringModel], texts: list[Example], max_length: int) -> dict[str, Fluency]:
+    """`neutral_fluency` on rows without images."""
     base = models[0]
     totals = {model.name: Fluency() for model in models}
     with torch.inference_mode(), progress_bar("Perplexity", total=len(texts) * len(models), unit="texts") as advance:
@@ -98,10 +135,22 @@ def generations_fluency(
     base: LoadedModel, prompts: list[EvalPrompt], continuations: list[list[list[int]]], max_length: int, batch_size: int
 ) -> Fluency:
     """Negative log-likelihood of sampled continuations under the base model (no pre-prompt)."""
+    from sgm_export.evaluate.fluency_images import answers_nll
+
     tokenizer = base.tokenizer
     padding = pad_id(tokenizer)
-    rows = [(index, tokens) for index, per_prompt in enumerate(continuations) for tokens in per_prompt if tokens]
     total = Fluency()
+    answers = [
+        Example(text=tokenizer.decode(tokens, skip_special_tokens=True), label=0, prompt=prompts[index].text, image=prompts[index].image)
+        for index, per_prompt in enumerate(continuations)
+        for tokens in per_prompt
+        if tokens and prompts[index].image is not None
+    ]
+    with torch.inference_mode():
+        answers_nll(base, [answer for answer in answers if answer.text], max_length, total)
+    rows = [
+        (index, tokens) for index, per_prompt in enumerate(continuations) for tokens in per_prompt if tokens and prompts[index].image is None
+    ]
     with torch.inference_mode(), progress_bar("Perplexity of generations", total=len(rows), unit="continuations") as advance:
         for chunk in _chunks(rows, batch_size):
             contexts = [encode_prompt(tokenizer, prompts[index].text, "", max_length) for index, _ in chunk]

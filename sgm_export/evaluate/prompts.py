@@ -88,3 +88,21 @@ def adversarial_prompts(prompts: list[EvalPrompt], templates: tuple[str, ...] | 
         )
         for i, prompt in enumerate(prompts)
     ]
+
+
+def typographic_prompts(prompts: list[EvalPrompt]) -> list[EvalPrompt]:
+    """Each prompt drawn into an image, with a benign instruction as the text (FigStep-style)."""
+    from sgm_export.data.typographic import INSTRUCTION, typographic_image
+
+    return [EvalPrompt(INSTRUCTION, prompt.categories, typographic_image(prompt.text), prompt.origin) for prompt in prompts]
+
+
+def photo_prompts(prompts: list[EvalPrompt]) -> list[EvalPrompt]:
+    """Each prompt beside an unrelated neutral photo (dealt in turn); a prompt's own image is kept."""
+    from sgm_export.data.images import neutral_image_paths
+
+    photos = neutral_image_paths()
+    return [
+        EvalPrompt(prompt.text, prompt.categories, prompt.image or photos[i % len(photos)], prompt.origin)
+        for i, prompt in enumerate(prompts)
+    ]

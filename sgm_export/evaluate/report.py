@@ -14,6 +14,7 @@ from pathlib import Path
 from sgm_export import __version__
 from sgm_export.evaluate import plots
 from sgm_export.evaluate.metrics import OVERALL
+from sgm_export.evaluate.report_images import image_lines
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, VariantResult
 from sgm_export.glasses import Glasses
 from sgm_export.outputs import atomic_dir
@@ -105,6 +106,7 @@ def report_markdown(report: dict) -> str:
         first = sections[names[0]][STANDARD]["by_modality"][modality]
         cells = [_pct(sections[n][STANDARD]["by_modality"][modality]["harmful_rate"]) for n in names]
         lines.append(f"| {modality} | {first['n_prompts']} | " + " | ".join(cells) + " |")
+    lines += image_lines(sections, names)
     lines += ["", "## Settings", "", "```json", json.dumps(settings, indent=2), "```", ""]
     return "\n".join(lines)
 

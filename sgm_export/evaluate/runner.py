@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 from sgm_export.apply import glasses_applied
 from sgm_export.data.examples import Example
-from sgm_export.evaluate.fluency import ScoringModel, generations_fluency, neutral_fluency
-from sgm_export.evaluate.generate import SamplingSettings, sample_continuations
+from sgm_export.evaluate.fluency import ScoringModel, fluency_by_modality, generations_fluency, neutral_fluency
+from sgm_export.evaluate.generate import SamplingSettings
+from sgm_export.evaluate.generate_images import sample_prompts
 from sgm_export.evaluate.judges import Judge
 from sgm_export.evaluate.metrics import OVERALL, paired_difference, rates_by_group, reduction_factor
 from sgm_export.evaluate.prompts import EvalPrompt
@@ -89,7 +90,7 @@ def evaluate_variants(
         verdicts[variant.name] = {}
         for prompt_set in prompt_sets:
             with variant.active():
-                sampled = sample_continuations(
+                sampled = sample_prompts(
                     variant.loaded, prompt_set.prompts, variant.preprompt, settings, f"{variant.name}, {prompt_set.name}"
                 )
             flat = [text for texts in sampled.texts for text in texts]
@@ -111,6 +112,7 @@ def evaluate_variants(
         section["perplexity_change"] = fluency[variant.name].perplexity / base_fluency.perplexity - 1.0
         section["kl_from_base"] = fluency[variant.name].kl
         section["n_neutral_tokens"] = fluency[variant.name].n_tokens
+        section["fluency_by_modality"] = fluency_by_modality(fluency[variant.name], base_fluency)
         for prompt_set in prompt_sets:
             part = section[prompt_set.name]
             base_rates = results[base.name].section[prompt_set.name][OVERALL]

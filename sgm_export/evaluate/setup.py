@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from sgm_export.data.examples import Example
 from sgm_export.errors import SgmError
 from sgm_export.evaluate.judges import Judge, load_judge
-from sgm_export.evaluate.prompts import adversarial_prompts, neutral_texts, toxic_prompts
+from sgm_export.evaluate.prompts import adversarial_prompts, neutral_texts, photo_prompts, toxic_prompts, typographic_prompts
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, PromptSet, Variant
 from sgm_export.glasses import Glasses
 from sgm_export.models.load import LoadedModel
@@ -16,6 +16,8 @@ BASE = "base"
 GLASSES = "glasses"
 PREPROMPT = "preprompt"
 BOTH = "glasses+preprompt"
+TYPOGRAPHIC = "typographic"  # the visual triggers' sections (report.json and report.md)
+BESIDE_PHOTO = "beside_photo"
 
 
 @dataclass
@@ -31,6 +33,8 @@ def load_inputs(options: EvalOptions) -> EvalInputs:
     """Read the prompts and neutral texts and load the judge, so that bad input fails early."""
     prompts = toxic_prompts(options.prompts, options.limit)
     sets = [PromptSet(STANDARD, prompts)] + ([PromptSet(ADVERSARIAL, adversarial_prompts(prompts))] if options.adversarial else [])
+    if options.visual_triggers:
+        sets += [PromptSet(TYPOGRAPHIC, typographic_prompts(prompts)), PromptSet(BESIDE_PHOTO, photo_prompts(prompts))]
     return EvalInputs(sets, neutral_texts(options.neutral, options.neutral_limit), load_judge(options.judge, options.judge_threshold))
 
 
@@ -69,5 +73,5 @@ def header(model: str, base_model: str, inputs: EvalInputs, options: EvalOptions
         "glasses_settings": glasses.metadata if glasses is not None else None,
         "n_prompts": len(inputs.prompt_sets[0].prompts),
         "n_neutral_texts": len(inputs.neutral),
-        "multimodal_note": "image prompts are not supported by eval yet: by_modality covers text-only rows",
+        "n_image_prompts": sum(prompt.image is not None for prompt in inputs.prompt_sets[0].prompts),
     }
