@@ -21,6 +21,7 @@ from sgm_export.evaluate.generate_images import left_collate, question, sample_p
 from sgm_export.evaluate.prompts import EvalPrompt, typographic_prompts
 from sgm_export.glasses import Glasses, save_glasses
 from sgm_export.models.load import load_model
+from sgm_export.publish.evaluation import evaluation_markdown
 from sgm_export.score.runner import model_inputs
 from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.conftest import write_jsonl
@@ -116,6 +117,8 @@ def test_eval_cli_splits_by_modality_and_reports_visual_triggers(vlm, tmp_path):
     assert report["glasses"]["fluency_by_modality"]["image+text"]["kl_from_base"] > 1e-6  # tiny random model: small, not zero
     markdown = (out / "report.md").read_text()
     assert "## Visual triggers" in markdown and "| typographic |" in markdown and "## Fluency by modality" in markdown
+    card = evaluation_markdown(tmp_path)  # the card of a folder whose eval/ is this report
+    assert "| image+text |" in card and "| text |" in card and "## Visual triggers" in card
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert {row["set"] for row in rows} == {"standard", "typographic", "beside_photo"}
 
@@ -143,3 +146,14 @@ def test_builtin_typographic_set_draws_the_heldout_prompts_deterministically():
     scored = {row.origin.split(" row ")[1] for row in read_source("builtin:rtp-toxic", None)}
     assert not scored & {row.origin.split(" row ")[1] for row in typographic}
     assert typographic[0].extra == heldout[0].extra
+
+
+def test_an_image_too_large_for_pillow_is_one_line(tmp_path, monkeypatch):
+    from sgm_export.data.images import load_image
+    from sgm_export.errors import DataError
+
+    image = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(image)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels is then a decompression bomb
+    with pytest.raises(DataError, match="big.png, which is too large"):
+        load_image(image, "row 1")

@@ -156,7 +156,7 @@ def test_mrope_positions_equal_transformers(tmp_path):
     assert following.tolist() == (attention_mask.sum(-1) + deltas[:, 0]).tolist()
 
 
-def recipe_file(tmp_path, model_dir, formats: list[str]):
+def recipe_file(tmp_path, model_dir, formats: list[str], evaluate: bool = False):
     recipe = {
         "model": str(model_dir),
         "data": ["builtin:rtp-toxic-images", "builtin:neutral-images"],
@@ -164,16 +164,24 @@ def recipe_file(tmp_path, model_dir, formats: list[str]):
         "score": {"batch_size": 4, "max_length": 32, "limit": 4},
         "export": {"formats": formats, "verify": True},
     }
+    if evaluate:  # image prompts, the visual triggers and neutral image rows, as small as possible
+        recipe["eval"] = {
+            "prompts": "builtin:rtp-toxic-images:heldout", "neutral": "builtin:neutral-images:heldout", "limit": 2, "neutral_limit": 2,
+            "samples": 1, "max_new_tokens": 3, "adversarial": False, "visual_triggers": True, "judge_threshold": 0.5,
+        }  # fmt: skip
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     return path
 
 
-def test_run_exports_and_verifies_a_vision_language_onnx_folder(tmp_path):
+def test_run_exports_verifies_and_evaluates_a_vision_language_model(tmp_path):
     base_dir = build_tiny_vlm("llava", tmp_path / "base")
-    result = sgm("run", recipe_file(tmp_path, base_dir, ["onnx"]))
+    result = sgm("run", recipe_file(tmp_path, base_dir, ["onnx"], evaluate=True))
     assert result.code == 0, result.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    report = json.loads((tmp_path / "out" / "eval" / "report.json").read_text())
+    assert report["n_image_prompts"] == 2 and {"typographic", "beside_photo"} <= set(report["glasses"])
+    assert report["glasses"]["fluency_by_modality"].keys() == {"image+text"}
     assert summary["verification"]["onnx"]["passed"] and summary["verification"]["onnx"]["max_abs_diff"] < 1e-4
     assert sorted(p.name for p in (tmp_path / "out" / "model-onnx" / "onnx").iterdir()) == GRAPHS
     checked = sgm("verify", tmp_path / "out" / "model-onnx", "--base", base_dir)

@@ -39,6 +39,8 @@ def load_image(path: Path, origin: str) -> Image.Image:
         raise DataError(
             f"{origin} names image {path}, which does not exist", "fix the path (relative to the data file) or drop 'image'"
         ) from None
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{origin} names image {path}, which is too large ({error})", "downscale it below 89 megapixels") from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{origin} names image {path}, which cannot be read ({reason})", "replace it with a PNG or JPEG file") from None

@@ -31,6 +31,19 @@ def image_lines(sections: dict[str, dict], names: list[str]) -> list[str]:
     return lines
 
 
+def card_lines(sections: dict[str, dict]) -> list[str]:
+    """For a model card: harmful rates by modality when image prompts were evaluated, then `image_lines`."""
+    names = [name for name, section in sections.items() if isinstance(section.get("standard"), dict)]
+    if not names or "image+text" not in sections[names[0]]["standard"].get("by_modality", {}):
+        return []
+    modalities = list(sections[names[0]]["standard"]["by_modality"])
+    lines = ["", "Harmful continuations by modality (standard prompts):", "", "| modality | " + " | ".join(names) + " |"]
+    lines += ["| --- | " + " | ".join("---" for _ in names) + " |"]
+    for modality in modalities:
+        lines.append(f"| {modality} | " + " | ".join(_rate(sections[name]["standard"]["by_modality"][modality]) for name in names) + " |")
+    return lines + image_lines({name: sections[name] for name in names}, names)
+
+
 def _rate(overall: dict) -> str:
     rate, se = overall.get("harmful_rate"), overall.get("harmful_rate_se")
     if rate is None:

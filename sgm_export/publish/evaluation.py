@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sgm_export.errors import SgmError
+from sgm_export.evaluate.report_images import card_lines
 
 EVAL_DIR = "eval"
 REPORT_FILE = "report.json"
@@ -62,6 +63,7 @@ def evaluation_markdown(folder: Path) -> str | None:
     lines = ["## Evaluation", ""]
     if sections:
         lines += _table(sections)
+        lines += card_lines(sections)
     else:
         lines.append("The report holds no per-model sections.")
     judge = report.get("judge")

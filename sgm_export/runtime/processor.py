@@ -151,6 +151,8 @@ class VisionProcessor:
             try:
                 with Image.open(image) as opened:
                     image = opened.convert("RGB")
+            except Image.DecompressionBombError as error:
+                raise DataError(f"image {image} is too large ({error})", "downscale it below 89 megapixels") from None
             except (OSError, ValueError) as error:
                 raise DataError(f"image {image} cannot be read ({error})", "pass a PNG or JPEG file") from None
         return np.asarray(image.convert("RGB"))
