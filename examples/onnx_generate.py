@@ -14,9 +14,8 @@ provider is used (--device auto), else the CPU.
 """
 
 import argparse
-import time
-
 import sys
+import time
 
 from sgm_export.errors import SgmError
 from sgm_export.runtime import OnnxCausalLM, OnnxVisionLM, Sampling, read_description

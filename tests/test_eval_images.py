@@ -13,10 +13,10 @@ from PIL import Image
 from sgm_export.apply import glasses_applied
 from sgm_export.arch import decoder_projections
 from sgm_export.data.images import neutral_image_paths
+from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.data.sources import read_source
 from sgm_export.data.typographic import INSTRUCTION
 from sgm_export.evaluate.generate import SamplingSettings
-from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.evaluate.generate_images import left_collate, question, sample_prompts
 from sgm_export.evaluate.prompts import EvalPrompt, typographic_prompts
 from sgm_export.glasses import Glasses, save_glasses

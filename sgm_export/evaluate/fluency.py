@@ -85,14 +85,20 @@ def neutral_fluency(models: list[ScoringModel], texts: list[Example], max_length
     image_rows = [row for row in texts if row.image is not None]
     totals = _text_fluency(models, [row for row in texts if row.image is None], max_length)
     for model in models:
-        totals[model.name].by_modality[TEXT_ONLY] = Fluency(totals[model.name].nll_sum, totals[model.name].kl_sum, totals[model.name].n_tokens)
+        totals[model.name].by_modality[TEXT_ONLY] = Fluency(
+            totals[model.name].nll_sum, totals[model.name].kl_sum, totals[model.name].n_tokens
+        )
     if image_rows:
         images = {model.name: Fluency() for model in models}
         with torch.inference_mode():
             image_fluency(models, image_rows, max_length, images)
         for model in models:
             total, part = totals[model.name], images[model.name]
-            total.nll_sum, total.kl_sum, total.n_tokens = total.nll_sum + part.nll_sum, total.kl_sum + part.kl_sum, total.n_tokens + part.n_tokens
+            total.nll_sum, total.kl_sum, total.n_tokens = (
+                total.nll_sum + part.nll_sum,
+                total.kl_sum + part.kl_sum,
+                total.n_tokens + part.n_tokens,
+            )
             total.by_modality[IMAGE_AND_TEXT] = part
     for model in models:
         totals[model.name].by_modality = {name: part for name, part in totals[model.name].by_modality.items() if part.n_tokens}
@@ -149,7 +155,10 @@ def generations_fluency(
     with torch.inference_mode():
         answers_nll(base, [answer for answer in answers if answer.text], max_length, total)
     rows = [
-        (index, tokens) for index, per_prompt in enumerate(continuations) for tokens in per_prompt if tokens and prompts[index].image is None
+        (index, tokens)
+        for index, per_prompt in enumerate(continuations)
+        for tokens in per_prompt
+        if tokens and prompts[index].image is None
     ]
     with torch.inference_mode(), progress_bar("Perplexity of generations", total=len(rows), unit="continuations") as advance:
         for chunk in _chunks(rows, batch_size):

@@ -56,7 +56,9 @@ def image_fluency(models: list["ScoringModel"], rows: list[Example], max_length:
             if model is base:
                 logprobs = base_logprobs
             else:
-                logprobs, same = answer_logprobs(model.loaded, model.active, [with_preprompt(r, model.preprompt) for r in chunk], max_length)
+                logprobs, same = answer_logprobs(
+                    model.loaded, model.active, [with_preprompt(r, model.preprompt) for r in chunk], max_length
+                )
                 if not torch.equal(same, targets):
                     raise RuntimeError(f"{model.name} scored other tokens than the base model")
             total = totals[model.name]

@@ -14,8 +14,8 @@ some vision-language models cannot expand over their pixel inputs), left-padded.
 import torch
 from transformers import GenerationConfig
 
-from sgm_export.data.examples import Example
 from sgm_export.data.encode import Batch
+from sgm_export.data.examples import Example
 from sgm_export.data.multimodal import MultimodalEncoded, MultimodalEncoder, _keys
 from sgm_export.errors import DataError
 from sgm_export.evaluate.generate import (
@@ -116,4 +116,3 @@ def left_collate(items: list[MultimodalEncoded], pad: int, encoder: MultimodalEn
             padded.append(target)
         batch.inputs[key] = torch.cat(padded)
     return batch
-

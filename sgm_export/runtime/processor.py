@@ -77,7 +77,9 @@ class VisionProcessor:
         if image is not None:
             placeholder, expanded = self._expansion(image.n_tokens)
             if text.count(placeholder) != 1:
-                raise CheckpointError(f"the chat template wrote {text.count(placeholder)} image placeholders", "use the model's own template")
+                raise CheckpointError(
+                    f"the chat template wrote {text.count(placeholder)} image placeholders", "use the model's own template"
+                )
             text = text.replace(placeholder, expanded)
         bos = self.tokens.get("bos_token")
         return self.encode_text(text, add_special_tokens=not (isinstance(bos, str) and text.startswith(bos)))

@@ -34,7 +34,9 @@ def processor_inputs(base: LoadedModel, prompts: list[str], images: list) -> dic
     texts = [processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) for chat in chats]
     bos = processor.tokenizer.bos_token
     add_special_tokens = not (bos and texts[0].startswith(bos))
-    inputs = processor(text=texts, images=[[image] for image in images], padding=True, return_tensors="pt", add_special_tokens=add_special_tokens)
+    inputs = processor(
+        text=texts, images=[[image] for image in images], padding=True, return_tensors="pt", add_special_tokens=add_special_tokens
+    )
     return {key: value.double() if value.is_floating_point() else value for key, value in inputs.items()}
 
 
