@@ -18,10 +18,17 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from sgm_export.cli_options import without_none
 from sgm_export.errors import RecipeError
-from sgm_export.options import EvalOptions, ExportOptions, GlassesOptions, PushOptions, ScoreOptions, StrictModel
+from sgm_export.options import CollectOptions, EvalOptions, ExportOptions, GlassesOptions, PushOptions, ScoreOptions, StrictModel
 
 ENV_PREFIX = "SGM_"
 TOOL_ENV_PREFIX = "SGM_EXPORT_"  # the tool's own settings (SGM_EXPORT_CACHE, ...), not recipe keys
+
+
+class CollectSection(CollectOptions):
+    """`collect:` in a recipe: the model's own judged continuations of these prompts join the
+    scoring data (see `sgm_export/collect.py`)."""
+
+    prompts: list[str] = Field(["builtin:rtp-toxic"], min_length=1, description="toxic prompts to continue (scoring splits only)")
 
 
 class Recipe(StrictModel):
@@ -30,6 +37,7 @@ class Recipe(StrictModel):
     model: str = Field("demo", description="Hub id, local directory, or 'demo' (the embedded Gemma-3-270M)")
     data: list[str] = Field(["builtin:rtp-toxic", "builtin:neutral"], min_length=1, description="labelled example sources")
     out: Path = Field(Path("out/demo"), description="output directory (created atomically)")
+    collect: CollectSection | None = Field(None, description="add the model's own judged continuations to the scoring data")
     score: ScoreOptions = Field(default_factory=ScoreOptions)
     glasses: GlassesOptions = Field(default_factory=GlassesOptions)
     export: ExportOptions = Field(default_factory=ExportOptions)
