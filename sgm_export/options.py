@@ -102,7 +102,7 @@ class EvalOptions(StrictModel):
     judge: str = Field("profanity-check", description="profanity-check, hatesonar, hf:MODEL, or module:function")
     judge_threshold: float = Field(0.5, ge=0.0, le=1.0, description="a continuation is harmful when the judge's score is at least this")
     preprompt: str | None = Field(None, description="a safety system prompt, evaluated alone and combined with the glasses (SGM*)")
-    batch_size: int = Field(32, ge=1, description="sequences per forward pass")
+    batch_size: int = Field(32, ge=1, description="continuations decoded together (and sequences per forward pass)")
     max_length: int = Field(64, ge=2, description="longest prompt or neutral text, in tokens")
     device: Device = Field("auto", description="where the model runs: auto picks CUDA when present")
     dtype: DType = Field("auto", description="dtype of the model (auto: bfloat16 on GPU, float32 on CPU)")
