@@ -208,7 +208,7 @@ def _evaluate(recipe: Recipe, scores: Scores, glasses: Glasses, staging: Path, s
     inputs = load_inputs(options)
     base = load_model(recipe.model, options.device, options.dtype, recipe.allow_pickle, recipe.trust_remote_code, options.device_map)
     results = evaluate_variants(
-        comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judge, options
+        comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judges, options
     )
     report = build_report(results, header(recipe.model, recipe.model, inputs, options, glasses))
     (staging / "eval").mkdir()

@@ -12,7 +12,7 @@ Three measures, all in float32 log-probabilities:
 """
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -53,6 +53,16 @@ class Fluency:
     @property
     def kl(self) -> float:
         return self.kl_sum / self.n_tokens if self.n_tokens else math.nan
+
+
+def pooled(parts: Iterable[Fluency]) -> Fluency:
+    """Several measurements as one: totals add, so every token weighs the same."""
+    total = Fluency()
+    for part in parts:
+        total.nll_sum += part.nll_sum
+        total.kl_sum += part.kl_sum
+        total.n_tokens += part.n_tokens
+    return total
 
 
 def encode_neutral(tokenizer, example: Example, preprompt: str, max_length: int) -> Encoded:
