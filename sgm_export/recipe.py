@@ -66,7 +66,7 @@ def load_recipe(path: Path, overrides: list[str] = (), environ: Mapping[str, str
         key, separator, raw = override.partition("=")
         if not separator or not key.strip():
             raise RecipeError(f"--set {override!r} is not key=value", "write it like --set glasses.top_k=500")
-        origins[key.strip()] = f"--set {key.strip()}"
+        origins[key.strip()] = f"--set {_printable(key.strip())}"
         _set_dotted(values, key.strip(), _parse_value(raw), origin=origins[key.strip()])
     return validate_recipe(values, source=str(path), origins=origins)
 
@@ -114,6 +114,12 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, Any]]:
         key = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         found.append((name, key, _parse_value(raw)))
     return found
+
+
+def _printable(text: str) -> str:
+    """A key as typed, with line breaks and other control characters escaped: error messages
+    are one line."""
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def _parse_value(raw: str) -> Any:
