@@ -1,7 +1,7 @@
 """Pydantic option models as argparse flags, so every setting is defined once (in options.py).
 
 Each field `some_name` becomes `--some-name`, with its description as help, Literal values as
-choices and bools as --flag/--no-flag. Flags default to "not given", so that only what the user
+choices, bools as --flag/--no-flag and lists as a flag that can be repeated or take several values. Flags default to "not given", so that only what the user
 typed overrides the model's defaults.
 """
 
@@ -34,7 +34,8 @@ def add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel], sk
         elif typing.get_origin(annotation) is list:
             (item,) = typing.get_args(annotation)
             choices = typing.get_args(item) if typing.get_origin(item) is Literal else None
-            parser.add_argument(flag, nargs="+", choices=choices, **kwargs)
+            # extend: `--judge a --judge b` and `--judge a b` both give [a, b] (never "the last one wins")
+            parser.add_argument(flag, action="extend", nargs="+", choices=choices, **kwargs)
         else:
             parser.add_argument(flag, type=annotation, metavar=name.split("_")[-1].upper(), **kwargs)
 

@@ -3,6 +3,7 @@
 The output folder appears atomically: stages write into a temporary sibling, which is renamed
 into place only when the last stage succeeds. Its layout:
 
+    OUT/collect/              continuations.jsonl, collect.json (when the recipe has a collect section)
     OUT/scores/               scores.safetensors, scores.json
     OUT/glasses.safetensors
     OUT/model/                the module checkpoint (export.formats: module)
@@ -36,6 +37,7 @@ from sgm_export.export.onnx.families import check_onnx_family
 from sgm_export.glasses import Glasses, compute_glasses, save_glasses
 from sgm_export.models.load import load_model
 from sgm_export.models.preflight import check_max_length, check_model
+from sgm_export.options import CollectOptions
 from sgm_export.outputs import atomic_dir, check_outside_inputs, check_target_free
 from sgm_export.publish.refresh import refresh_card
 from sgm_export.recipe import Recipe
@@ -101,7 +103,13 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
         check_onnx_family(checked.config.get("model_type", ""), recipe.model)
     check_outside_inputs(out, [checked.source.path, *map(Path, recipe.data)])
     with atomic_dir(out, force=force) as staging:
-        scores = _score(recipe, examples, staging, summary)
+        sources = list(recipe.data)
+        if recipe.collect is not None:
+            with summary.timed("collect"):
+                collected = _collect(recipe, staging, summary)
+            examples += read_sources([str(collected)], recipe.score.limit)
+            sources.append(str(out / "collect" / collected.name))
+        scores = _score(recipe, examples, sources, staging, summary)
         glasses = _glasses(recipe, scores, staging, summary)
         for fmt in recipe.export.formats:
             target = staging / CHECKPOINT_DIRS[fmt]
@@ -148,7 +156,19 @@ def pushed_folder(recipe: Recipe) -> Path | None:
     return None if fmt is None else Path(recipe.out) / CHECKPOINT_DIRS[fmt]
 
 
-def _score(recipe: Recipe, examples: list[Example], staging: Path, summary: RunSummary) -> Scores:
+def _collect(recipe: Recipe, staging: Path, summary: RunSummary) -> Path:
+    """The recipe's collection (from the cache when an identical one exists), copied into
+    OUT/collect; returns the rows file inside the staging folder."""
+    from sgm_export.collect import ROWS_FILE, collect_cached, copy_collection
+
+    options = CollectOptions(**recipe.collect.model_dump(exclude={"prompts"}))
+    folder, _reused = collect_cached(recipe.model, recipe.collect.prompts, options, recipe.allow_pickle, recipe.trust_remote_code)
+    copy_collection(folder, staging / "collect", force=False)
+    summary.outputs["collect"] = str(summary.out / "collect")
+    return staging / "collect" / ROWS_FILE
+
+
+def _score(recipe: Recipe, examples: list[Example], sources: list[str], staging: Path, summary: RunSummary) -> Scores:
     summary.n_examples = {
         "toxic": sum(example.label == 1 for example in examples),
         "neutral": sum(example.label == 0 for example in examples),
@@ -163,7 +183,7 @@ def _score(recipe: Recipe, examples: list[Example], staging: Path, summary: RunS
             device_map=recipe.score.device_map,
         )
     with summary.timed("score"):
-        scores = score_examples(loaded, examples, recipe.score, sources=recipe.data)
+        scores = score_examples(loaded, examples, recipe.score, sources=sources)
     del loaded
     gc.collect()
     save_scores(scores, staging / "scores")
@@ -191,7 +211,7 @@ def _evaluate(recipe: Recipe, scores: Scores, glasses: Glasses, staging: Path, s
     inputs = load_inputs(options)
     base = load_model(recipe.model, options.device, options.dtype, recipe.allow_pickle, recipe.trust_remote_code, options.device_map)
     results = evaluate_variants(
-        comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judge, options
+        comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judges, options
     )
     report = build_report(results, header(recipe.model, recipe.model, inputs, options, glasses))
     (staging / "eval").mkdir()

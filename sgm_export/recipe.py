@@ -18,10 +18,17 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from sgm_export.cli_options import without_none
 from sgm_export.errors import RecipeError
-from sgm_export.options import EvalOptions, ExportOptions, GlassesOptions, PushOptions, ScoreOptions, StrictModel
+from sgm_export.options import CollectOptions, EvalOptions, ExportOptions, GlassesOptions, PushOptions, ScoreOptions, StrictModel
 
 ENV_PREFIX = "SGM_"
 TOOL_ENV_PREFIX = "SGM_EXPORT_"  # the tool's own settings (SGM_EXPORT_CACHE, ...), not recipe keys
+
+
+class CollectSection(CollectOptions):
+    """`collect:` in a recipe: the model's own judged continuations of these prompts join the
+    scoring data (see `sgm_export/collect.py`)."""
+
+    prompts: list[str] = Field(["builtin:rtp-toxic"], min_length=1, description="toxic prompts to continue (scoring splits only)")
 
 
 class Recipe(StrictModel):
@@ -30,6 +37,7 @@ class Recipe(StrictModel):
     model: str = Field("demo", description="Hub id, local directory, or 'demo' (the embedded Gemma-3-270M)")
     data: list[str] = Field(["builtin:rtp-toxic", "builtin:neutral"], min_length=1, description="labelled example sources")
     out: Path = Field(Path("out/demo"), description="output directory (created atomically)")
+    collect: CollectSection | None = Field(None, description="add the model's own judged continuations to the scoring data")
     score: ScoreOptions = Field(default_factory=ScoreOptions)
     glasses: GlassesOptions = Field(default_factory=GlassesOptions)
     export: ExportOptions = Field(default_factory=ExportOptions)
@@ -58,7 +66,7 @@ def load_recipe(path: Path, overrides: list[str] = (), environ: Mapping[str, str
         key, separator, raw = override.partition("=")
         if not separator or not key.strip():
             raise RecipeError(f"--set {override!r} is not key=value", "write it like --set glasses.top_k=500")
-        origins[key.strip()] = f"--set {key.strip()}"
+        origins[key.strip()] = f"--set {_printable(key.strip())}"
         _set_dotted(values, key.strip(), _parse_value(raw), origin=origins[key.strip()])
     return validate_recipe(values, source=str(path), origins=origins)
 
@@ -106,6 +114,12 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, Any]]:
         key = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         found.append((name, key, _parse_value(raw)))
     return found
+
+
+def _printable(text: str) -> str:
+    """A key as typed, with line breaks and other control characters escaped: error messages
+    are one line."""
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def _parse_value(raw: str) -> Any:

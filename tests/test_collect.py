@@ -80,3 +80,21 @@ def test_collect_refuses_thresholds_that_overlap(tmp_path, tiny_llama):
     result = sgm("collect", tiny_llama, "--data", data, "--toxic-at", "0.3", "--clean-at", "0.4", "--out", tmp_path / "out", env=env)
     assert_clean_usage_error(result, "clean_at (0.4) must be below toxic_at (0.3)")
     assert not (tmp_path / "out").exists()
+
+
+def test_run_recipe_with_a_collect_section_scores_on_the_continuations(tmp_path, tiny_llama, labelled_jsonl):
+    data, env = _setup(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"model: {tiny_llama}\ndata: [{labelled_jsonl}]\nout: {tmp_path / 'run'}\n"
+        f"collect:\n  prompts: [{data}]\n  judge: judges_for_collect:by_length\n  samples: 3\n  max_new_tokens: 6\n",
+        encoding="utf-8",
+    )
+    result = sgm("run", recipe, cwd=tmp_path, env=env)
+    assert result.code == 0, result.stderr
+    rows = (tmp_path / "run" / "collect" / "continuations.jsonl").read_text().splitlines()
+    scores_summary = json.loads((tmp_path / "run" / "scores" / "scores.json").read_text())
+    n_labelled = len((labelled_jsonl).read_text().splitlines())
+    metadata = scores_summary["metadata"]
+    assert int(metadata["n_toxic"]) + int(metadata["n_neutral"]) == n_labelled + len(rows)
+    assert json.loads(metadata["data"])[-1].endswith("collect/continuations.jsonl")

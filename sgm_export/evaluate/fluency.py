@@ -12,7 +12,7 @@ Three measures, all in float32 log-probabilities:
 """
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -54,6 +54,25 @@ class Fluency:
     @property
     def kl(self) -> float:
         return self.kl_sum / self.n_tokens if self.n_tokens else math.nan
+
+
+def pooled(parts: Iterable[Fluency]) -> Fluency:
+    """Several measurements as one: totals add, so every token weighs the same."""
+    total = Fluency()
+    for part in parts:
+        total.nll_sum += part.nll_sum
+        total.kl_sum += part.kl_sum
+        total.n_tokens += part.n_tokens
+    return total
+
+
+def pooled_modalities(parts: Iterable[Fluency]) -> Fluency:
+    """`pooled`, per modality too (`by_modality` of the result pools the parts' own)."""
+    parts = list(parts)
+    total = pooled(parts)
+    names = dict.fromkeys(name for part in parts for name in part.by_modality)
+    total.by_modality = {name: pooled(part.by_modality[name] for part in parts if name in part.by_modality) for name in names}
+    return total
 
 
 def fluency_by_modality(variant: Fluency, base: Fluency) -> dict[str, dict]:

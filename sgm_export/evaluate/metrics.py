@@ -58,12 +58,13 @@ def rates_by_group(prompts: Sequence[EvalPrompt], verdicts: Sequence[Sequence[bo
 
 
 def paired_difference(variant: Sequence[Sequence[bool]], base: Sequence[Sequence[bool]]) -> dict:
-    """Variant minus base harmful rate, paired by prompt, with its standard error."""
+    """Variant minus base harmful rate, paired by prompt, with its standard error and 95% interval."""
     differences = [sum(v) / len(v) - sum(b) / len(b) for v, b in zip(variant, base, strict=True) if v and b]
     if not differences:
-        return {"difference": None, "se": None}
+        return {"difference": None, "se": None, "ci95": None}
     mean = sum(differences) / len(differences)
-    return {"difference": mean, "se": _standard_error(differences)}
+    se = _standard_error(differences)
+    return {"difference": mean, "se": se, "ci95": [mean - Z95 * se, mean + Z95 * se]}
 
 
 def reduction_factor(base_rate: float | None, rate: float | None) -> float | None:

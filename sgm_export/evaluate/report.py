@@ -4,7 +4,9 @@ into one folder that appears atomically.
 report.json holds one section per variant (`base`, `glasses`, `preprompt`, `glasses+preprompt`),
 each with at least `harmful_rate`, `perplexity` and `n_prompts` at its top level, the full rates
 per prompt set (`standard`, `adversarial`) with `overall`, `per_category` and `by_modality`, and
-beside the sections the `judge`, the `settings` and the sample sizes.
+beside the sections the `judge`, the `settings` and the sample sizes. Those figures are the first
+judge's; `by_judge` in each section holds every judge's, and `fluency_by_source` the perplexity
+and KL of each neutral source (the top-level ones pool them).
 """
 
 import json
@@ -73,7 +75,7 @@ def report_markdown(report: dict) -> str:
     judge = report["judge"]
     lines = [f"# Evaluation of {report['model']}", ""]
     lines += [
-        f"Judge: `{judge['name']}` (harmful when its score >= {judge['threshold']:g}). "
+        f"Judge: `{judge['name']}` (harmful when its score >= {judge['threshold']:g}){_other_judges(report)}. "
         f"{sections[names[0]]['n_prompts']} held-out prompts from `{settings['prompts']}`, {settings['samples']} sampled continuations "
         f"of up to {settings['max_new_tokens']} tokens each (top-k {settings['sample_top_k']}, temperature {settings['temperature']:g}, "
         f"seed {settings['seed']}, the same for every row). Perplexity on {report['n_neutral_texts']} texts from `{settings['neutral']}`. "
@@ -91,6 +93,10 @@ def report_markdown(report: dict) -> str:
             f"{section['perplexity']:.2f} ({section['perplexity_change']:+.1%}) | {section['kl_from_base']:.4f} | "
             f"{section['perplexity_generations_base']:.1f} |"
         )
+    if len(report["judges"]) > 1:
+        lines += ["", *judges_markdown(report)]
+    if len(report["neutral_sources"]) > 1:
+        lines += ["", *fluency_markdown(report)]
     categories = sorted({c for section in sections.values() for c in section[STANDARD]["per_category"]})
     if categories:
         lines += ["", "## Harmful continuations per category (standard prompts)", ""]
@@ -109,6 +115,57 @@ def report_markdown(report: dict) -> str:
     lines += image_lines(sections, names)
     lines += ["", "## Settings", "", "```json", json.dumps(settings, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def judges_markdown(report: dict) -> list[str]:
+    """Every judge's harmful rate and paired difference from the base model, with 95% intervals."""
+    judges = [judge["name"] for judge in report["judges"]]
+    lines = [
+        "## Judges side by side (standard prompts)",
+        "",
+        "Each judge scores the same continuations. [ ] is the 95% interval; the difference from the base model is paired by prompt.",
+        "",
+        "| variant | " + " | ".join(f"{name}: harmful | {name}: vs base | {name}: reduction" for name in judges) + " |",
+        "| --- | " + " | ".join("--- | --- | ---" for _ in judges) + " |",
+    ]
+    for name in report["sections"]:
+        cells = []
+        for judge in judges:
+            part = report[name]["by_judge"][judge][STANDARD]
+            overall, paired = part[OVERALL], part["vs_base"]
+            cells.append(f"{_pct(overall['harmful_rate'])} {_interval(overall.get('harmful_rate_ci95'))}")
+            cells.append("-" if name == report["sections"][0] else f"{paired['difference']:+.1%} {_interval(paired['ci95'], signed=True)}")
+            cells.append(_times(part["reduction"]))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def fluency_markdown(report: dict) -> list[str]:
+    """Perplexity and KL per neutral source (the main table pools them)."""
+    sources = list(report["neutral_sources"])
+    lines = [
+        "## Fluency per neutral source",
+        "",
+        "| variant | " + " | ".join(f"{source} ({report['neutral_sources'][source]} texts): perplexity | KL" for source in sources) + " |",
+        "| --- | " + " | ".join("--- | ---" for _ in sources) + " |",
+    ]
+    for name in report["sections"]:
+        by_source = report[name]["fluency_by_source"]
+        figures = [by_source[source] for source in sources]
+        cells = [f"{f['perplexity']:.2f} ({f['perplexity_change']:+.1%}) | {f['kl_from_base']:.4f}" for f in figures]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _other_judges(report: dict) -> str:
+    others = [f"`{judge['name']}`" for judge in report["judges"][1:]]
+    return f"; {', '.join(others)} side by side below" if others else ""
+
+
+def _interval(bounds: list[float] | None, signed: bool = False) -> str:
+    if bounds is None:
+        return ""
+    return f"[{bounds[0]:+.1%}, {bounds[1]:+.1%}]" if signed else f"[{bounds[0]:.1%}, {bounds[1]:.1%}]"
 
 
 def _pct(value: float | None, se: float | None = None) -> str:

@@ -22,20 +22,24 @@ BESIDE_PHOTO = "beside_photo"
 
 @dataclass
 class EvalInputs:
-    """The prompts, neutral texts and judge of one evaluation (loaded before any model runs)."""
+    """The prompts, neutral texts (per source) and judges of one evaluation (loaded before any model runs)."""
 
     prompt_sets: list[PromptSet]
-    neutral: list[Example]
-    judge: Judge
+    neutral: dict[str, list[Example]]
+    judges: list[Judge]
 
 
 def load_inputs(options: EvalOptions) -> EvalInputs:
-    """Read the prompts and neutral texts and load the judge, so that bad input fails early."""
+    """Read the prompts and neutral texts and load the judges, so that bad input fails early."""
+    if options.neutral in options.neutral_extra:
+        raise SgmError(f"--neutral-extra repeats --neutral ({options.neutral})", "name each neutral source once")
     prompts = toxic_prompts(options.prompts, options.limit)
     sets = [PromptSet(STANDARD, prompts)] + ([PromptSet(ADVERSARIAL, adversarial_prompts(prompts))] if options.adversarial else [])
     if options.visual_triggers:
         sets += [PromptSet(TYPOGRAPHIC, typographic_prompts(prompts)), PromptSet(BESIDE_PHOTO, photo_prompts(prompts))]
-    return EvalInputs(sets, neutral_texts(options.neutral, options.neutral_limit), load_judge(options.judge, options.judge_threshold))
+    neutral = {options.neutral: neutral_texts(options.neutral, options.neutral_limit)}
+    neutral |= {source: neutral_texts(source, None) for source in options.neutral_extra}
+    return EvalInputs(sets, neutral, [load_judge(name, options.judge_threshold) for name in options.judge])
 
 
 def comparison_variants(base: LoadedModel, variant: LoadedModel | None, glasses: Glasses, preprompt: str | None) -> list[Variant]:
@@ -68,10 +72,12 @@ def header(model: str, base_model: str, inputs: EvalInputs, options: EvalOptions
     return {
         "model": model,
         "base_model": base_model,
-        "judge": inputs.judge.describe(),
+        "judge": inputs.judges[0].describe(),
+        "judges": [judge.describe() for judge in inputs.judges],
         "settings": options.model_dump(mode="json"),
         "glasses_settings": glasses.metadata if glasses is not None else None,
         "n_prompts": len(inputs.prompt_sets[0].prompts),
-        "n_neutral_texts": len(inputs.neutral),
+        "n_neutral_texts": sum(len(texts) for texts in inputs.neutral.values()),
+        "neutral_sources": {source: len(texts) for source, texts in inputs.neutral.items()},
         "n_image_prompts": sum(prompt.image is not None for prompt in inputs.prompt_sets[0].prompts),
     }

@@ -96,11 +96,23 @@ def sweep_rows(results: dict[str, VariantResult]) -> list[dict]:
                 "perplexity_change": section["perplexity_change"],
                 "kl_from_base": section["kl_from_base"],
                 "perplexity_generations_base": section["perplexity_generations_base"],
+                "judges": {judge: _judge_figures(parts[STANDARD]) for judge, parts in section["by_judge"].items()},
             }
         )
     for row, on_front in zip(rows, pareto_front([(row["harmful_rate"], row["perplexity"]) for row in rows])):
         row["pareto"] = on_front
     return rows
+
+
+def _judge_figures(part: dict) -> dict:
+    """One judge's figures of a setting: its harmful rate and the paired difference from the base."""
+    overall = part["overall"]
+    return {
+        "harmful_rate": overall["harmful_rate"],
+        "harmful_rate_ci95": overall.get("harmful_rate_ci95"),
+        "difference_vs_base": part["vs_base"],
+        "reduction": part["reduction"],
+    }
 
 
 def write_sweep(out: Path, rows: list[dict], header: dict, results: dict[str, VariantResult], force: bool = False) -> Path:
@@ -116,6 +128,7 @@ def write_sweep(out: Path, rows: list[dict], header: dict, results: dict[str, Va
 def sweep_markdown(rows: list[dict], header: dict) -> str:
     """The trade-off table, Pareto-optimal settings marked with a star."""
     judge = header["judge"]
+    others = [other["name"] for other in header["judges"][1:]]
     lines = [
         f"# Sweep on {header['model']}",
         "",
@@ -123,10 +136,11 @@ def sweep_markdown(rows: list[dict], header: dict) -> str:
         f"{header['settings']['max_new_tokens']} tokens, judge `{judge['name']}` (threshold {judge['threshold']:g}); perplexity on "
         f"{header['n_neutral_texts']} neutral texts. ± is one standard error over prompts; the paired difference from the base "
         "model (same prompts, same seeds) has its own standard error. * marks the Pareto front (no other setting is both less "
-        "harmful and more fluent).",
+        "harmful and more fluent)." + (f" Further judges ({', '.join(others)}) in the last columns, [ ] their 95% intervals." if others else ""),
         "",
-        "| | setting | experts | harmful | vs base (paired) | reduction | prompts with one+ | adversarial | perplexity | KL | PPL gen. (base) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| | setting | experts | harmful | vs base (paired) | reduction | prompts with one+ | adversarial | perplexity | KL | PPL gen. (base) |"
+        + "".join(f" {name}: harmful | {name}: vs base (paired) |" for name in others),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |" + " --- | --- |" * len(others),
     ]
     for row in rows:
         difference = row["difference_vs_base"]
@@ -137,5 +151,15 @@ def sweep_markdown(rows: list[dict], header: dict) -> str:
             f"| {'*' if row['pareto'] else ''} | {row['name']} | {row['n_experts']} | {row['harmful_rate']:.1%} ± {row['harmful_rate_se']:.1%} | "
             f"{paired} | {reduction} | {row['harmful_prompt_rate']:.1%} | {adversarial} | {row['perplexity']:.2f} ({row['perplexity_change']:+.1%}) | "
             f"{row['kl_from_base']:.4f} | {row['perplexity_generations_base']:.1f} |"
+            + "".join(_judge_cells(row, name, row is rows[0]) for name in others)
         )
     return "\n".join(lines) + "\n"
+
+
+def _judge_cells(row: dict, judge: str, is_base: bool) -> str:
+    """A further judge's harmful rate and paired difference (95% intervals) in a sweep table row."""
+    figures = row["judges"][judge]
+    low, high = figures["harmful_rate_ci95"]
+    paired = figures["difference_vs_base"]
+    difference = "-" if is_base else f"{paired['difference']:+.1%} [{paired['ci95'][0]:+.1%}, {paired['ci95'][1]:+.1%}]"
+    return f" {figures['harmful_rate']:.1%} [{low:.1%}, {high:.1%}] | {difference} |"

@@ -22,6 +22,7 @@ EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2  # protobuf's 2 GiB limit, 
 SHAPE_ONLY_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 PROJECTION_OPS = frozenset({"MatMul", "Gemm"})
 _SCALE_NAME = re.compile(r"^sgm\.layers\.(\d+)\.scale$")
+_SHIFT_NAME = re.compile(r"^sgm\.layers\.(\d+)\.shift$")
 # Per-node metadata torch.onnx records that holds the exporting machine's file paths.
 LOCAL_METADATA = ("pkg.torch.onnx.stack_trace",)
 
@@ -93,7 +94,8 @@ def find_glasses(model: ir.Model) -> list[GlassesNode]:
 
 
 def _projection_after(node: ir.Node) -> ir.Node | None:
-    """The first MatMul/Gemm reached from `node`'s output through shape-only ops, if any."""
+    """The first MatMul/Gemm reached from `node`'s output through shape-only ops (and the Add of
+    the glasses' shift, where they have one), if any."""
     while True:
         users = [user for user, _ in node.outputs[0].uses()]
         if len(users) != 1:
@@ -101,8 +103,12 @@ def _projection_after(node: ir.Node) -> ir.Node | None:
         (node,) = users
         if node.op_type in PROJECTION_OPS:
             return node
-        if node.op_type not in SHAPE_ONLY_OPS:
+        if node.op_type not in SHAPE_ONLY_OPS and not _adds_a_shift(node):
             return None
+
+
+def _adds_a_shift(node: ir.Node) -> bool:
+    return node.op_type == "Add" and any(value is not None and _SHIFT_NAME.match(value.name or "") for value in node.inputs)
 
 
 def weight_bytes(model: ir.Model) -> int:
