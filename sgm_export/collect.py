@@ -6,7 +6,8 @@ language. Here both classes come from one domain: the model continues each toxic
 times, the judge scores every continuation, and a continuation becomes a toxic row when its score
 is at least `toxic_at`, a non-toxic row when at most `clean_at`; the ambiguous ones in between
 are dropped. Each row is `prompt` (the toxic prompt: context that runs but is not pooled) plus
-`text` (the continuation: what is pooled). With `clean_prompts`, the source prompts the judge
+`text` (the continuation: what is pooled), with the prompt's `image` where it has one (a
+vision-language model then continues the image and prompt as an assistant turn). With `clean_prompts`, the source prompts the judge
 itself rates clean are added as non-toxic rows too (same domain, human-written).
 
 The result is a folder with `continuations.jsonl` (a data source for `score --data`) and
@@ -24,7 +25,8 @@ from pathlib import Path
 from sgm_export import __version__
 from sgm_export.data.examples import NEUTRAL, TOXIC, Example
 from sgm_export.errors import DataError
-from sgm_export.evaluate.generate import SamplingSettings, sample_continuations
+from sgm_export.evaluate.generate import SamplingSettings
+from sgm_export.evaluate.generate_images import sample_prompts
 from sgm_export.evaluate.judges import Judge
 from sgm_export.evaluate.prompts import EvalPrompt
 from sgm_export.models.cache import cache_root
@@ -108,7 +110,7 @@ def collect(loaded: LoadedModel, examples: list[Example], judge: Judge, request:
     the cache folder that holds them. Refuses (one line, nothing written) a collection with no
     toxic or no non-toxic row: such data cannot rank neurons."""
     options = request.options
-    prompts = [EvalPrompt(example.text, origin=example.origin) for example in examples]
+    prompts = [EvalPrompt(example.text, image=example.image, origin=example.origin) for example in examples]
     settings = SamplingSettings(
         samples=options.samples,
         max_new_tokens=options.max_new_tokens,
@@ -118,7 +120,7 @@ def collect(loaded: LoadedModel, examples: list[Example], judge: Judge, request:
         batch_size=options.batch_size,
         max_length=options.max_length,
     )
-    continuations = sample_continuations(loaded, prompts, "", settings, description="Collecting")
+    continuations = sample_prompts(loaded, prompts, "", settings, description="Collecting")
     rows = labelled_rows(examples, continuations.texts, judge, options)
     counts = {"toxic": sum(row["label"] == TOXIC for row in rows), "non_toxic": sum(row["label"] == NEUTRAL for row in rows)}
     n_sampled = len(examples) * options.samples
@@ -157,12 +159,14 @@ def labelled_rows(examples: list[Example], texts: list[list[str]], judge: Judge,
     for (example, text), score in zip(flat, scores):
         label = TOXIC if score >= options.toxic_at else NEUTRAL if score <= options.clean_at else None
         if label is not None:
-            rows.append({"prompt": example.text, "text": text, "label": label, "score": round(score, 6), "source": "continuation"})
+            row = {"prompt": example.text, "text": text, "label": label, "score": round(score, 6), "source": "continuation"}
+            rows.append(row | ({"image": str(example.image.resolve())} if example.image is not None else {}))
     if options.clean_prompts:
         prompt_scores = judge.scores([example.text for example in examples])
         for example, score in zip(examples, prompt_scores):
             if score <= options.clean_at:
-                rows.append({"text": example.text, "label": NEUTRAL, "score": round(score, 6), "source": "prompt"})
+                row = {"text": example.text, "label": NEUTRAL, "score": round(score, 6), "source": "prompt"}
+                rows.append(row | ({"image": str(example.image.resolve())} if example.image is not None else {}))
     return rows
 
 

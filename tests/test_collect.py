@@ -98,3 +98,22 @@ def test_run_recipe_with_a_collect_section_scores_on_the_continuations(tmp_path,
     metadata = scores_summary["metadata"]
     assert int(metadata["n_toxic"]) + int(metadata["n_neutral"]) == n_labelled + len(rows)
     assert json.loads(metadata["data"])[-1].endswith("collect/continuations.jsonl")
+
+
+def test_collect_continues_image_prompts_of_a_vision_language_model(tmp_path):
+    from sgm_export.data.images import neutral_image_paths
+    from tests.tiny_vlm import build_tiny_vlm
+
+    base = build_tiny_vlm("llava", tmp_path / "llava")
+    photo = neutral_image_paths()[0]
+    (tmp_path / "judges_for_collect.py").write_text(JUDGE, encoding="utf-8")
+    rows = [{"text": f"about this picture, number {i} says", "label": 1, "image": str(photo)} for i in range(4)]
+    data = write_jsonl(tmp_path / "prompts.jsonl", rows)
+    env = {"SGM_EXPORT_CACHE": str(tmp_path / "cache")}
+    args = ["--judge", "judges_for_collect:by_length", "--samples", "2", "--max-new-tokens", "5", "--no-clean-prompts"]
+    result = sgm("collect", base, "--data", data, *args, "--out", tmp_path / "c", cwd=tmp_path, env=env)
+    assert result.code == 0, result.stderr
+    collected = [json.loads(line) for line in (tmp_path / "c" / "continuations.jsonl").read_text().splitlines()]
+    assert collected and all(row["image"] == str(photo.resolve()) for row in collected)
+    scored = sgm("score", base, "--data", tmp_path / "c" / "continuations.jsonl", "--out", tmp_path / "s", env=env)
+    assert scored.code == 0, scored.stderr

@@ -36,9 +36,7 @@ def test_top_k_1_equals_greedy_generate_on_a_left_padded_batch(tiny_models, mode
     input_ids = torch.tensor([[padding] * (width - len(row)) + row for row in ids])
     attention_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids])
     with torch.inference_mode():
-        output = model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, do_sample=False, max_new_tokens=6, pad_token_id=padding
-        )
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False, max_new_tokens=6, pad_token_id=padding)
     stops = {tokenizer.eos_token_id}
     expected = [cut_at(row, stops) for row in output[:, width:].tolist()]
     assert [per_prompt[0] for per_prompt in ours.tokens] == expected

@@ -65,16 +65,11 @@ def encode_prompt(tokenizer, text: str, preprompt: str, max_length: int) -> list
     return prefix + context + body
 
 
-def check_text_only(loaded: LoadedModel, prompts: list[EvalPrompt]) -> None:
-    """Image rows need a processor and a multimodal model; refuse them clearly elsewhere."""
+def check_text_only(prompts: list[EvalPrompt]) -> None:
+    """This loop continues text; image prompts go through `generate_images.sample_prompts`."""
     with_image = [prompt for prompt in prompts if prompt.image is not None]
-    if with_image and not loaded.family.multimodal:
-        raise DataError(
-            f"{with_image[0].origin} has an image but {loaded.source.name} is a text-only model",
-            "evaluate a multimodal model, or use prompts without images",
-        )
     if with_image:
-        raise DataError(f"{with_image[0].origin} has an image, and image prompts are not supported by eval yet", "use text prompts")
+        raise DataError(f"{with_image[0].origin} has an image", "continue image prompts with generate_images.sample_prompts")
 
 
 def batch_plan(lengths: list[int], settings: SamplingSettings) -> list[list[tuple[int, int]]]:
@@ -89,7 +84,7 @@ def sample_continuations(
     loaded: LoadedModel, prompts: list[EvalPrompt], preprompt: str, settings: SamplingSettings, description: str = "Generating"
 ) -> Continuations:
     """Sample `settings.samples` continuations of every prompt (see the module docstring)."""
-    check_text_only(loaded, prompts)
+    check_text_only(prompts)
     tokenizer = loaded.tokenizer
     padding = pad_id(tokenizer)
     eos_ids = _eos_ids(loaded.model, tokenizer)

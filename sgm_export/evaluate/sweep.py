@@ -136,7 +136,8 @@ def sweep_markdown(rows: list[dict], header: dict) -> str:
         f"{header['settings']['max_new_tokens']} tokens, judge `{judge['name']}` (threshold {judge['threshold']:g}); perplexity on "
         f"{header['n_neutral_texts']} neutral texts. ± is one standard error over prompts; the paired difference from the base "
         "model (same prompts, same seeds) has its own standard error. * marks the Pareto front (no other setting is both less "
-        "harmful and more fluent)." + (f" Further judges ({', '.join(others)}) in the last columns, [ ] their 95% intervals." if others else ""),
+        "harmful and more fluent)."
+        + (f" Further judges ({', '.join(others)}) in the last columns, [ ] their 95% intervals." if others else ""),
         "",
         "| | setting | experts | harmful | vs base (paired) | reduction | prompts with one+ | adversarial | perplexity | KL | PPL gen. (base) |"
         + "".join(f" {name}: harmful | {name}: vs base (paired) |" for name in others),
