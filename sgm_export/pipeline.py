@@ -96,7 +96,7 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
     recipe_text = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
     summary = RunSummary(out)
     with summary.timed("load_data"):
-        examples = read_sources(recipe.data, recipe.score.limit)
+        examples = read_sources(recipe.data, recipe.score.limit) if recipe.data else []
     checked = check_model(recipe.model, allow_pickle=recipe.allow_pickle, trust_remote_code=recipe.trust_remote_code)
     check_max_length(checked, recipe.score.max_length)
     if "onnx" in recipe.export.formats and checked.family.multimodal:

@@ -35,7 +35,10 @@ class Recipe(StrictModel):
     """Everything `sgm-export run` does, in one place."""
 
     model: str = Field("demo", description="Hub id, local directory, or 'demo' (the embedded Gemma-3-270M)")
-    data: list[str] = Field(["builtin:rtp-toxic", "builtin:neutral"], min_length=1, description="labelled example sources")
+    data: list[str] = Field(
+        ["builtin:rtp-toxic", "builtin:neutral"],
+        description="labelled example sources (may be empty when a collect section gives the data)",
+    )
     out: Path = Field(Path("out/demo"), description="output directory (created atomically)")
     collect: CollectSection | None = Field(None, description="add the model's own judged continuations to the scoring data")
     score: ScoreOptions = Field(default_factory=ScoreOptions)
@@ -45,6 +48,13 @@ class Recipe(StrictModel):
     eval: EvalOptions | None = Field(None, description="evaluate base and glasses after the export (absent: no evaluation)")
     allow_pickle: bool = Field(False, description="allow loading .bin/.pt pickle checkpoints (they can run code)")
     trust_remote_code: bool = Field(False, description="allow the model's own remote code to run")
+
+    @model_validator(mode="after")
+    def _some_data(self) -> "Recipe":
+        """Scoring needs examples: from `data`, from `collect`, or both."""
+        if not self.data and self.collect is None:
+            raise ValueError("data is empty and there is no collect section, so there is nothing to score")
+        return self
 
     @model_validator(mode="after")
     def _folded_holds_no_shift(self) -> "Recipe":

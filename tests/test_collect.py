@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.conftest import write_jsonl
 
@@ -82,11 +84,12 @@ def test_collect_refuses_thresholds_that_overlap(tmp_path, tiny_llama):
     assert not (tmp_path / "out").exists()
 
 
-def test_run_recipe_with_a_collect_section_scores_on_the_continuations(tmp_path, tiny_llama, labelled_jsonl):
+@pytest.mark.parametrize("with_data", [True, False])
+def test_run_recipe_with_a_collect_section_scores_on_the_continuations(tmp_path, tiny_llama, labelled_jsonl, with_data):
     data, env = _setup(tmp_path)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        f"model: {tiny_llama}\ndata: [{labelled_jsonl}]\nout: {tmp_path / 'run'}\n"
+        f"model: {tiny_llama}\ndata: [{labelled_jsonl if with_data else ''}]\nout: {tmp_path / 'run'}\n"
         f"collect:\n  prompts: [{data}]\n  judge: judges_for_collect:by_length\n  samples: 3\n  max_new_tokens: 6\n",
         encoding="utf-8",
     )
@@ -94,7 +97,7 @@ def test_run_recipe_with_a_collect_section_scores_on_the_continuations(tmp_path,
     assert result.code == 0, result.stderr
     rows = (tmp_path / "run" / "collect" / "continuations.jsonl").read_text().splitlines()
     scores_summary = json.loads((tmp_path / "run" / "scores" / "scores.json").read_text())
-    n_labelled = len((labelled_jsonl).read_text().splitlines())
+    n_labelled = len((labelled_jsonl).read_text().splitlines()) if with_data else 0
     metadata = scores_summary["metadata"]
     assert int(metadata["n_toxic"]) + int(metadata["n_neutral"]) == n_labelled + len(rows)
     assert json.loads(metadata["data"])[-1].endswith("collect/continuations.jsonl")
