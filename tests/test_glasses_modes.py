@@ -142,3 +142,14 @@ def test_onnx_export_carries_the_shift(tiny_llama, tmp_path):
     prompts = [base.tokenizer(text)["input_ids"] for text in ["you are a fool and", "the garden in the morning"]]
     comparison = compare_generation(OnnxCausalLM(folder, device="cpu"), base, glasses, prompts, 8)
     assert comparison.max_abs_diff < 1e-4 and comparison.glasses_effect > 1e-3 and comparison.tokens_equal
+
+
+def test_the_card_says_how_the_experts_were_chosen(tiny_llama, tmp_path):
+    widths = widths_of(tiny_llama)
+    generator = torch.Generator().manual_seed(7)
+    tensors = lambda: [torch.randn(width, generator=generator) for width in widths]  # noqa: E731
+    scores = Scores([torch.rand(width, generator=generator) for width in widths], tensors(), tensors(), {"model": "m"}, None, tensors())
+    glasses = compute_glasses(scores, GlassesOptions(rank="vocab", top_k=5, mode="det0", shift=True))
+    card = (export_checkpoint(str(tiny_llama), glasses, tmp_path / "m", format="module") / "README.md").read_text()
+    assert "write toxic words where the text is toxic" in card
+    assert "output promotes toxic words" in card and "pulled towards the non-toxic mean" in card

@@ -43,6 +43,11 @@ MODES = {
     "damp": "Damp: each expert scaled by the constant alpha",
     "det0": "Det0: each expert switched off (scale 0)",
 }
+RANKS = {
+    "auroc": "neurons with AUROC > {threshold} on the scoring data",
+    "vocab": "neurons whose output promotes toxic words (read through the unembedding) and that fire more on toxic text",
+    "combined": "neurons with AUROC > {threshold}, ranked by how strongly their output promotes toxic words",
+}
 
 
 def base_license(model_dir: Path, known: str | None) -> dict[str, str]:
@@ -99,6 +104,11 @@ def glasses_settings(manifest: dict[str, Any]) -> dict[str, Any]:
         "top_k": _number(metadata.get("top_k")),
         "alpha": _number(metadata.get("alpha")) if metadata.get("mode") == "damp" else None,
         "strength": _number(metadata.get("strength")) if metadata.get("mode") == "aura" else None,
+        "rank": metadata.get("rank") or "auroc",
+        "guard": _number(metadata.get("guard")),
+        "n_guarded": _number(metadata.get("n_guarded")),
+        "shift": metadata.get("shift") or None,
+        "amplify": _number(metadata.get("amplify")),
     }
 
 
@@ -142,10 +152,17 @@ def _summary(manifest: dict[str, Any]) -> str:
     return (
         f"This is {_base_link(manifest)} with **safety glasses** baked in by sgm-export: "
         f"the {experts:,} MLP neurons of its decoder (of {neurons:,}, in {layers} of {len(manifest['experts_per_layer'])} layers) "
-        "that best tell toxic from non-toxic text are each scaled down by a fixed factor, following SGM "
+        f"{_chosen_by(manifest)} are each scaled down by a fixed factor, following SGM "
         f"([arXiv 2512.15052]({SGM_PAPER})) and AurA ([Suau et al., ICML 2024]({AURA_PAPER})). "
         "Nothing was trained and every other weight is the base model's."
     )
+
+
+def _chosen_by(manifest: dict[str, Any]) -> str:
+    """How the summary names the experts: by what chose them."""
+    if glasses_settings(manifest)["rank"] == "auroc":
+        return "that best tell toxic from non-toxic text"
+    return "that write toxic words where the text is toxic"
 
 
 def _changes(manifest: dict[str, Any]) -> str:
@@ -155,9 +172,18 @@ def _changes(manifest: dict[str, Any]) -> str:
         ("base model", _base_link(manifest)),
         ("checkpoint format", _format_description(manifest)),
         ("mode", MODES.get(settings["mode"], str(settings["mode"]))),
-        ("threshold", f"experts are neurons with AUROC > {settings['threshold']}"),
+        ("experts", RANKS.get(settings["rank"], str(settings["rank"])).format(threshold=settings["threshold"])),
         ("top-k", "all experts" if settings["top_k"] is None else f"only the {settings['top_k']:,} best experts"),
     ]
+    if settings["guard"]:
+        guarded = "" if settings["n_guarded"] is None else f" ({settings['n_guarded']:,} neurons)"
+        rows.append(
+            ("heavy-neuron guard", f"neurons above {settings['guard']}x the median magnitude on non-toxic text are never scaled{guarded}")
+        )
+    if settings["shift"]:
+        rows.append(("shift", f"experts are pulled {settings['shift']} rather than towards 0"))
+    if settings["amplify"]:
+        rows.append(("amplification", f"anti-toxic neurons (AUROC < 0.5) amplified, at most {settings['amplify']}x"))
     if settings["strength"] is not None:
         rows.append(("strength", str(settings["strength"])))
     if settings["alpha"] is not None:
