@@ -86,7 +86,7 @@ def test_scale_initializers_equal_the_glasses_and_feed_the_projection(onnx_expor
     assert names[3:] == [f"past_key_values.{i}.{kind}" for i in range(n_layers) for kind in ("key", "value")]
     outputs = [value["name"] for value in description["graphs"]["decoder"]["outputs"]]
     assert outputs == ["logits", *[f"present.{i}.{kind}" for i in range(n_layers) for kind in ("key", "value")]]
-    assert description["graphs"]["decoder"]["inputs"][3]["shape"][0::2] == ["batch", "past_sequence"]
+    assert description["graphs"]["decoder"]["inputs"][3]["shape"][0::2] == ["batch_size", "past_sequence_length"]
 
 
 def test_inspect_lists_the_glasses(onnx_export):
@@ -125,6 +125,8 @@ def test_weights_past_the_threshold_go_to_external_data(tiny_llama, tmp_path):
     large = [value.const_value for value in graph.graph.initializers.values() if value.const_value.nbytes >= 1024]
     assert large and all(isinstance(tensor, ir.ExternalTensor) for tensor in large)
     assert json.loads((folder / "onnx" / "sgm_onnx.json").read_text())["graphs"]["decoder"]["external_data"] == "model.onnx_data"
+    # transformers.js fetches a graph's external data only where config.json says so
+    assert json.loads((folder / "config.json").read_text())["transformers.js_config"] == {"use_external_data_format": {"model.onnx": 1}}
     base = load_model(str(tiny_llama), device="cpu", dtype="float32")
     comparison = compare_generation(OnnxCausalLM(folder, device="cpu"), base, glasses, encode(base, PROMPTS), 3)
     assert comparison.max_abs_diff < 1e-4

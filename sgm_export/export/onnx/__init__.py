@@ -4,7 +4,8 @@ feeding a `Mul` before the MLP's output projection.
 
 The folder (written atomically):
 
-    DIR/config.json, generation_config.json, tokenizer files   as the base model has them
+    DIR/config.json, generation_config.json, tokenizer files   as the base model has them (tokenizer_config.json
+                                                               states add_bos_token for transformers.js)
     DIR/glasses.safetensors                                    the glasses, as `sgm-export glasses` writes them
     DIR/onnx/model.onnx (model_fp16.onnx for float16)          the decoder with KV cache inputs and outputs
     DIR/onnx/model.onnx_data                                   the weights, only when they pass 2 GB
@@ -66,6 +67,7 @@ def require_onnx_packages() -> None:
 
 def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, external_data_threshold: int) -> None:
     from sgm_export.export.files import copy_file, write_manifest
+    from sgm_export.export.onnx.clients import state_special_tokens, transformers_js_config
     from sgm_export.export.onnx.description import describe_export, write_description
     from sgm_export.export.onnx.graph import GlassesGraphError, drop_local_metadata, find_glasses, name_glasses, save_graph
     from sgm_export.export.onnx.trace import OPSET, WRAPPED
@@ -74,7 +76,7 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
     with progress_bar("exporting to ONNX", total=2, unit="steps") as advance:
         for file in source.companion_files():
             copy_file(file, staging / file.name)
-        (staging / "config.json").write_text(json.dumps(source.config, indent=2) + "\n", encoding="utf-8")
+        state_special_tokens(staging)
         save_glasses(source.glasses, staging / GLASSES_FILE)
         graphs, cache, stems, image = _trace(source, options.dtype)
         advance(1)
@@ -91,6 +93,8 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
             drop_local_metadata(graph)
             file = graph_file(stems[name], options.dtype)
             files[name] = (file, save_graph(graph, onnx_dir / file, external_data_threshold))
+        config = {**source.config, **transformers_js_config(dict(files.values()))}
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         generation_path = staging / "generation_config.json"
         generation_config = json.loads(generation_path.read_text(encoding="utf-8")) if generation_path.is_file() else {}
         origin = {"family": source.family.name, "base_model": source.base_model, "exported_from": source.kind}
