@@ -6,6 +6,7 @@ The folder (written atomically):
 
     DIR/config.json, generation_config.json, tokenizer files   as the base model has them (tokenizer_config.json
                                                                states add_bos_token for transformers.js)
+    DIR/genai_config.json                                      for ONNX Runtime GenAI (text models)
     DIR/glasses.safetensors                                    the glasses, as `sgm-export glasses` writes them
     DIR/onnx/model.onnx (model_fp16.onnx for float16)          the decoder with KV cache inputs and outputs
     DIR/onnx/model.onnx_data                                   the weights, only when they pass 2 GB
@@ -67,7 +68,7 @@ def require_onnx_packages() -> None:
 
 def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, external_data_threshold: int) -> None:
     from sgm_export.export.files import copy_file, write_manifest
-    from sgm_export.export.onnx.clients import state_special_tokens, transformers_js_config
+    from sgm_export.export.onnx.clients import GENAI_CONFIG, genai_config, state_special_tokens, transformers_js_config
     from sgm_export.export.onnx.description import describe_export, write_description
     from sgm_export.export.onnx.graph import GlassesGraphError, drop_local_metadata, find_glasses, name_glasses, save_graph
     from sgm_export.export.onnx.trace import OPSET, WRAPPED
@@ -112,6 +113,8 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
             image=image,
         )
         write_description(onnx_dir, description)
+        if image is None:  # ONNX Runtime GenAI's vision-language configs are not written yet
+            (staging / GENAI_CONFIG).write_text(json.dumps(genai_config(description, config), indent=2) + "\n", encoding="utf-8")
         write_manifest(staging, {"format": "onnx", **origin, "dtype": options.dtype, "glasses": source.glasses.metadata})
         advance(1)
 
