@@ -67,7 +67,8 @@ def require_onnx_packages() -> None:
 
 
 def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, external_data_threshold: int) -> None:
-    from sgm_export.export.files import copy_file, write_manifest
+    from sgm_export.export import finish_export
+    from sgm_export.export.files import copy_file
     from sgm_export.export.onnx.clients import GENAI_CONFIG, genai_config, state_special_tokens, transformers_js_config
     from sgm_export.export.onnx.description import describe_export, write_description
     from sgm_export.export.onnx.graph import GlassesGraphError, drop_local_metadata, find_glasses, name_glasses, save_graph
@@ -115,8 +116,32 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
         write_description(onnx_dir, description)
         if image is None:  # ONNX Runtime GenAI's vision-language configs are not written yet
             (staging / GENAI_CONFIG).write_text(json.dumps(genai_config(description, config), indent=2) + "\n", encoding="utf-8")
-        write_manifest(staging, {"format": "onnx", **origin, "dtype": options.dtype, "glasses": source.glasses.metadata})
+        finish_export(staging, onnx_fields(source, origin, options.dtype))
         advance(1)
+
+
+def onnx_fields(source: "OnnxSource", origin: dict[str, str], dtype: str) -> dict:
+    """What the ONNX folder's sgm_export.json records and its card is rendered from: the fields of
+    a module or folded export (base model, license, data, recipe, the glasses' settings), carried
+    over from the export it was made from, and what this export is."""
+    glasses = source.glasses
+    return {
+        "base_model_name": source.base_model,
+        "base_model_hub_id": None,
+        "base_license": {},
+        "auto_class": source.family.auto_class,
+        "data_sources": json.loads(glasses.metadata.get("data") or "[]"),
+        "recipe": None,
+        **source.provenance,
+        "format": "onnx",
+        **origin,
+        "dtype": dtype,
+        "glasses": glasses.metadata,
+        "glasses_file": GLASSES_FILE,
+        "experts_per_layer": glasses.experts_per_layer(),
+        "neurons_per_layer": glasses.widths,
+        "hub_repo_id": None,
+    }
 
 
 def _trace(source: "OnnxSource", dtype: str):
