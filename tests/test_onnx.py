@@ -86,7 +86,7 @@ def test_scale_initializers_equal_the_glasses_and_feed_the_projection(onnx_expor
     assert names[3:] == [f"past_key_values.{i}.{kind}" for i in range(n_layers) for kind in ("key", "value")]
     outputs = [value["name"] for value in description["graphs"]["decoder"]["outputs"]]
     assert outputs == ["logits", *[f"present.{i}.{kind}" for i in range(n_layers) for kind in ("key", "value")]]
-    assert description["graphs"]["decoder"]["inputs"][3]["shape"][0::2] == ["batch", "past_sequence"]
+    assert description["graphs"]["decoder"]["inputs"][3]["shape"][0::2] == ["batch_size", "past_sequence_length"]
 
 
 def test_inspect_lists_the_glasses(onnx_export):
@@ -125,6 +125,8 @@ def test_weights_past_the_threshold_go_to_external_data(tiny_llama, tmp_path):
     large = [value.const_value for value in graph.graph.initializers.values() if value.const_value.nbytes >= 1024]
     assert large and all(isinstance(tensor, ir.ExternalTensor) for tensor in large)
     assert json.loads((folder / "onnx" / "sgm_onnx.json").read_text())["graphs"]["decoder"]["external_data"] == "model.onnx_data"
+    # transformers.js fetches a graph's external data only where config.json says so
+    assert json.loads((folder / "config.json").read_text())["transformers.js_config"] == {"use_external_data_format": {"model.onnx": 1}}
     base = load_model(str(tiny_llama), device="cpu", dtype="float32")
     comparison = compare_generation(OnnxCausalLM(folder, device="cpu"), base, glasses, encode(base, PROMPTS), 3)
     assert comparison.max_abs_diff < 1e-4
@@ -135,6 +137,7 @@ def test_weights_past_the_threshold_go_to_external_data(tiny_llama, tmp_path):
 def test_export_from_a_checkpoint_export_carries_its_glasses(tiny_models, tmp_path, fmt):
     base_dir = tiny_models["qwen3"]
     glasses = random_glasses(widths_of(base_dir), seed=3)
+    glasses.metadata = dict(SETTINGS)
     checkpoint = export_checkpoint(str(base_dir), glasses, tmp_path / fmt, format=fmt)
     folder = tmp_path / "onnx"
     if fmt == "module":  # through the command line once
@@ -149,6 +152,41 @@ def test_export_from_a_checkpoint_export_carries_its_glasses(tiny_models, tmp_pa
     base = load_model(str(base_dir), device="cpu", dtype="float32")
     comparison = compare_generation(OnnxCausalLM(folder, device="cpu"), base, glasses, encode(base, PROMPTS), 5)
     assert comparison.max_abs_diff < 1e-4 and comparison.tokens_equal
+    # the glasses' settings survive: manifest, graph metadata, glasses file, card
+    manifest = json.loads((folder / "sgm_export.json").read_text())
+    assert SETTINGS.items() <= manifest["glasses"].items() and manifest["exported_from"] == fmt and manifest["data_sources"] == ["builtin:rtp-toxic"]
+    assert {f"sgm.{key}": value for key, value in SETTINGS.items()}.items() <= ir.load(folder / "onnx" / "model.onnx").metadata_props.items()
+    assert SETTINGS.items() <= load_glasses(folder / "glasses.safetensors").metadata.items()
+    card = (folder / "README.md").read_text()
+    assert "library_name: transformers.js" in card and "mode: aura" in card and "threshold: 0.6" in card
+
+
+SETTINGS = {"mode": "aura", "threshold": "0.6", "strength": "1.0", "top_k": "5", "pool": "mean", "data": '["builtin:rtp-toxic"]'}
+
+
+def test_an_onnx_folder_is_published_like_other_exports(onnx_export, tmp_path):
+    """card renders it again byte for byte, push checks it; a damaged manifest or glasses the card
+    does not describe are one line, exit 2, nothing written."""
+    import shutil
+
+    folder = shutil.copytree(onnx_export("llama")[0], tmp_path / "onnx")
+    card = (folder / "README.md").read_bytes()
+    assert sgm("card", folder).code == 0 and (folder / "README.md").read_bytes() == card
+    dry_run = sgm("push", folder, "me/tiny-onnx", "--dry-run")
+    assert dry_run.code == 0, dry_run.stderr
+    assert "onnx/model.onnx" in dry_run.stdout and "genai_config.json" in dry_run.stdout
+    glasses = folder / "glasses.safetensors"
+    original = glasses.read_bytes()
+    glasses.write_bytes(original[:-4] + b"\0\0\0\0")
+    assert_clean_usage_error(sgm("push", folder, "me/tiny-onnx", "--dry-run"), "refusing to publish")
+    assert_clean_usage_error(sgm("card", folder), "changed since it was exported")
+    assert (folder / "README.md").read_bytes() == card
+    glasses.write_bytes(original)
+    (folder / "sgm_export.json").write_text("{not json")
+    before = sorted(p.name for p in folder.rglob("*"))
+    assert_clean_usage_error(sgm("card", folder), "sgm_export.json")
+    assert_clean_usage_error(sgm("push", folder, "me/tiny-onnx", "--dry-run"), "sgm_export.json")
+    assert sorted(p.name for p in folder.rglob("*")) == before
 
 
 def test_verify_catches_an_onnx_export_with_other_glasses(onnx_export, tiny_models, tmp_path):

@@ -32,6 +32,8 @@ ONNX_DIR = "onnx"
 TAGS = ["sgm-export", "safety", "detoxification"]
 BASE_MODEL_RELATION = "finetune"
 LIBRARY = "transformers"
+ONNX_LIBRARY = "transformers.js"  # the Hub shows the transformers.js snippet for an onnx/ folder in this layout
+ONNX_TAGS = ["onnx", "transformers.js"]
 PIPELINE_TAGS = {"AutoModelForCausalLM": "text-generation", "AutoModelForImageTextToText": "image-text-to-text"}
 LICENSE_KEYS = ("license", "license_name", "license_link")
 CARD_BLOCK = "sgm_export"
@@ -71,9 +73,9 @@ def card_metadata(folder: Path, manifest: dict[str, Any]) -> ModelCardData:
     return ModelCardData(
         base_model=hub_id,
         base_model_relation=BASE_MODEL_RELATION if hub_id else None,
-        library_name=LIBRARY,
+        library_name=ONNX_LIBRARY if manifest["format"] == "onnx" else LIBRARY,
         pipeline_tag=manifest.get("pipeline_tag"),
-        tags=list(TAGS),
+        tags=list(TAGS) + (ONNX_TAGS if manifest["format"] == "onnx" else []),
         **{key: license_fields[key] for key in LICENSE_KEYS if license_fields.get(key)},
         **{CARD_BLOCK: card_block(folder, manifest)},
     )
@@ -207,6 +209,11 @@ def _format_description(manifest: dict[str, Any]) -> str:
         )
     if manifest["format"] == "folded":
         return "folded: the scales multiplied into each MLP output projection; `glasses.safetensors` documents the edit"
+    if manifest["format"] == "onnx":
+        return (
+            f"ONNX ({manifest.get('dtype', 'float32')}): the base weights with each layer's scale as the initializer "
+            "`sgm.layers.{i}.scale` feeding a `Mul` before the down projection; `glasses.safetensors` holds the same scales"
+        )
     return manifest["format"]
 
 
@@ -245,9 +252,47 @@ def _usage(folder: Path, manifest: dict[str, Any]) -> str:
                 f'{preprocessor.removeprefix("Auto").lower()} = {preprocessor}.from_pretrained("{model_id}")'
             ),
         ]
+    elif manifest["format"] == "onnx" and not multimodal:
+        parts += [_transformers_js_usage(model_id), _genai_usage(model_id)]
     if (Path(folder) / ONNX_DIR).is_dir():
         parts.append(_onnx_usage(manifest, multimodal))
     return "\n\n".join(parts)
+
+
+def _transformers_js_usage(model_id: str) -> str:
+    return "\n\n".join(
+        [
+            "In [transformers.js](https://huggingface.co/docs/transformers.js) (Node or the browser), with its default options:",
+            "```js\n"
+            'import { pipeline } from "@huggingface/transformers";\n\n'
+            f'const generator = await pipeline("text-generation", "{model_id}");\n'
+            'const [out] = await generator("The weather today is", { max_new_tokens: 20, do_sample: false });\n'
+            "console.log(out.generated_text);\n"
+            "```",
+        ]
+    )
+
+
+def _genai_usage(model_id: str) -> str:
+    return "\n\n".join(
+        [
+            "In [ONNX Runtime GenAI](https://onnxruntime.ai/docs/genai/), through `genai_config.json` (a downloaded folder):",
+            _python(
+                "import numpy as np\n"
+                "import onnxruntime_genai as og\n"
+                "from transformers import AutoTokenizer\n\n"
+                f'folder = "{model_id}"  # this repository, downloaded\n'
+                "model, tokenizer = og.Model(folder), AutoTokenizer.from_pretrained(folder)\n"
+                "params = og.GeneratorParams(model)\n"
+                "params.set_search_options(max_length=64, do_sample=False)\n"
+                "generator = og.Generator(model, params)\n"
+                'generator.append_tokens(np.array([tokenizer("The weather today is")["input_ids"]], dtype=np.int32))\n'
+                "while not generator.is_done():\n"
+                "    generator.generate_next_token()\n"
+                "print(tokenizer.decode(generator.get_sequence(0), skip_special_tokens=True))"
+            ),
+        ]
+    )
 
 
 def _onnx_usage(manifest: dict[str, Any], multimodal: bool) -> str:
@@ -318,7 +363,11 @@ def _commands(manifest: dict[str, Any]) -> str:
     glasses += [f"--top-k {settings['top_k']}"] if settings["top_k"] is not None else []
     glasses += [f"--strength {settings['strength']}"] if settings["strength"] is not None else []
     glasses += [f"--alpha {settings['alpha']}"] if settings["alpha"] is not None else []
-    export = [f"sgm-export export {base}", "--glasses glasses.safetensors", f"--format {manifest['format']}", "--out model"]
+    if manifest["format"] == "onnx":
+        export = [f"sgm-export onnx {base}", "--glasses glasses.safetensors", "--out model"]
+        export += [f"--dtype {manifest['dtype']}"] if manifest.get("dtype", "float32") != "float32" else []
+    else:
+        export = [f"sgm-export export {base}", "--glasses glasses.safetensors", f"--format {manifest['format']}", "--out model"]
     lines = [" ".join(score + ["--out scores"]), " ".join(glasses), " ".join(export)]
     return "```bash\n" + "\n".join(lines) + "\n```"
 

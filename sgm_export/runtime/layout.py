@@ -29,11 +29,13 @@ ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
 LOGITS = "logits"
 
-# Symbolic axis names in the graphs and in sgm_onnx.json.
-BATCH = "batch"
-SEQUENCE = "sequence"
-PAST_SEQUENCE = "past_sequence"
-TOTAL_SEQUENCE = "total_sequence"
+# Symbolic axis names in the graphs and in sgm_onnx.json: onnx-community's and optimum's, because
+# transformers.js builds the empty past of the first step from them (it sizes `batch_size` and
+# gives every other named axis length 0; an unknown name such as `batch` becomes 0 rows).
+BATCH = "batch_size"
+SEQUENCE = "sequence_length"
+PAST_SEQUENCE = "past_sequence_length"
+TOTAL_SEQUENCE = "total_sequence_length"
 IMAGES = "images"
 PATCHES = "patches"
 
@@ -74,7 +76,7 @@ def external_data_name(graph_file: str) -> str:
 
 @dataclass(frozen=True)
 class CacheSpec:
-    """The shape of every past/present tensor: [batch, kv_heads, past_sequence, head_dim]."""
+    """The shape of every past/present tensor: [batch_size, kv_heads, past_sequence_length, head_dim]."""
 
     num_layers: int
     num_key_value_heads: int

@@ -4,7 +4,9 @@ feeding a `Mul` before the MLP's output projection.
 
 The folder (written atomically):
 
-    DIR/config.json, generation_config.json, tokenizer files   as the base model has them
+    DIR/config.json, generation_config.json, tokenizer files   as the base model has them (tokenizer_config.json
+                                                               states add_bos_token for transformers.js)
+    DIR/genai_config.json                                      for ONNX Runtime GenAI (text models)
     DIR/glasses.safetensors                                    the glasses, as `sgm-export glasses` writes them
     DIR/onnx/model.onnx (model_fp16.onnx for float16)          the decoder with KV cache inputs and outputs
     DIR/onnx/model.onnx_data                                   the weights, only when they pass 2 GB
@@ -65,7 +67,9 @@ def require_onnx_packages() -> None:
 
 
 def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, external_data_threshold: int) -> None:
-    from sgm_export.export.files import copy_file, write_manifest
+    from sgm_export.export import finish_export
+    from sgm_export.export.files import copy_file
+    from sgm_export.export.onnx.clients import GENAI_CONFIG, genai_config, state_special_tokens, transformers_js_config
     from sgm_export.export.onnx.description import describe_export, write_description
     from sgm_export.export.onnx.graph import GlassesGraphError, drop_local_metadata, find_glasses, name_glasses, save_graph
     from sgm_export.export.onnx.trace import OPSET, WRAPPED
@@ -74,7 +78,7 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
     with progress_bar("exporting to ONNX", total=2, unit="steps") as advance:
         for file in source.companion_files():
             copy_file(file, staging / file.name)
-        (staging / "config.json").write_text(json.dumps(source.config, indent=2) + "\n", encoding="utf-8")
+        state_special_tokens(staging)
         save_glasses(source.glasses, staging / GLASSES_FILE)
         graphs, cache, stems, image = _trace(source, options.dtype)
         advance(1)
@@ -91,6 +95,8 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
             drop_local_metadata(graph)
             file = graph_file(stems[name], options.dtype)
             files[name] = (file, save_graph(graph, onnx_dir / file, external_data_threshold))
+        config = {**source.config, **transformers_js_config(dict(files.values()))}
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         generation_path = staging / "generation_config.json"
         generation_config = json.loads(generation_path.read_text(encoding="utf-8")) if generation_path.is_file() else {}
         origin = {"family": source.family.name, "base_model": source.base_model, "exported_from": source.kind}
@@ -108,8 +114,34 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
             image=image,
         )
         write_description(onnx_dir, description)
-        write_manifest(staging, {"format": "onnx", **origin, "dtype": options.dtype, "glasses": source.glasses.metadata})
+        if image is None:  # ONNX Runtime GenAI's vision-language configs are not written yet
+            (staging / GENAI_CONFIG).write_text(json.dumps(genai_config(description, config), indent=2) + "\n", encoding="utf-8")
+        finish_export(staging, onnx_fields(source, origin, options.dtype))
         advance(1)
+
+
+def onnx_fields(source: "OnnxSource", origin: dict[str, str], dtype: str) -> dict:
+    """What the ONNX folder's sgm_export.json records and its card is rendered from: the fields of
+    a module or folded export (base model, license, data, recipe, the glasses' settings), carried
+    over from the export it was made from, and what this export is."""
+    glasses = source.glasses
+    return {
+        "base_model_name": source.base_model,
+        "base_model_hub_id": None,
+        "base_license": {},
+        "auto_class": source.family.auto_class,
+        "data_sources": json.loads(glasses.metadata.get("data") or "[]"),
+        "recipe": None,
+        **source.provenance,
+        "format": "onnx",
+        **origin,
+        "dtype": dtype,
+        "glasses": glasses.metadata,
+        "glasses_file": GLASSES_FILE,
+        "experts_per_layer": glasses.experts_per_layer(),
+        "neurons_per_layer": glasses.widths,
+        "hub_repo_id": None,
+    }
 
 
 def _trace(source: "OnnxSource", dtype: str):

@@ -30,7 +30,7 @@ DYNAMIC_AXES = {
     BATCH: "rows of the batch",
     SEQUENCE: "new tokens in this step: the prompt length at the first step, then 1",
     PAST_SEQUENCE: "tokens already in the cache: 0 at the first step",
-    TOTAL_SEQUENCE: "past_sequence + sequence: the attention mask covers cached and new tokens",
+    TOTAL_SEQUENCE: "past_sequence_length + sequence_length: the attention mask covers cached and new tokens",
 }
 
 HOW_TO_RUN = [

@@ -10,8 +10,10 @@ base model had them) and the glasses, which the export then applies as a visible
   `unfold_scale`), so that the graph does not apply them twice.
 """
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,8 +30,21 @@ from sgm_export.models.checkpoint import SAFE_INDEX, read_config, with_variant
 from sgm_export.models.load import load_model
 from sgm_export.models.manifest import MANIFEST_FILE, read_manifest
 from sgm_export.models.preflight import model_family
-from sgm_export.models.resolve import resolve_model
+from sgm_export.models.resolve import ModelSource, resolve_model
+from sgm_export.publish.card import PIPELINE_TAGS, base_license
 from sgm_export.verify import export_format, export_glasses
+
+# Manifest fields of a module or folded export that an ONNX folder made from it keeps.
+PROVENANCE_FIELDS = (
+    "base_model",
+    "base_model_name",
+    "base_model_hub_id",
+    "base_license",
+    "auto_class",
+    "pipeline_tag",
+    "data_sources",
+    "recipe",
+)
 
 # Files of a module export that belong to the PyTorch checkpoint, not to the ONNX folder.
 MODULE_ONLY_FILES = frozenset({MODELING_FILE, MANIFEST_FILE, SCALES_FILE, with_variant(SAFE_INDEX, WEIGHTS_VARIANT)})
@@ -46,6 +61,7 @@ class OnnxSource:
     folder: Path
     kind: str
     base_model: str
+    provenance: dict[str, Any] = field(default_factory=dict)  # manifest fields about the base model and the data
 
     def companion_files(self) -> list[Path]:
         """Tokenizer, processor, generation config and the like, to copy beside the graph."""
@@ -72,17 +88,47 @@ def open_onnx_source(model: str, glasses: Glasses | None) -> OnnxSource:
         check_onnx_family(_model_type(config), model)
     manifest = read_manifest(source.path) or {}
     base_name = manifest.get("base_model") or source.hub_id or source.name
+    provenance = _provenance(manifest) if kind != "base" else _base_provenance(source, family, glasses)
     if kind == "module":
         base_config = {**config["base_config"], "architectures": [config["sgm"]["base_architecture"]]}
+        glasses = _with_settings(export_glasses(source.path), manifest)
         return OnnxSource(
-            _load_module_weights(source.path, config), family, export_glasses(source.path), base_config, source.path, kind, base_name
+            _load_module_weights(source.path, config), family, glasses, base_config, source.path, kind, base_name, provenance
         )
     loaded = load_model(model, device="cpu", dtype="float32")
     if kind == "folded":
-        glasses = export_glasses(source.path)
+        glasses = _with_settings(export_glasses(source.path), manifest)
         _unfold(loaded.model, family, glasses)
     _check_fits(loaded.model, family, glasses, model)
-    return OnnxSource(loaded.model, family, glasses, config, source.path, kind, base_name)
+    return OnnxSource(loaded.model, family, glasses, config, source.path, kind, base_name, provenance)
+
+
+def _provenance(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a module or folded export's manifest says about its base model and data, carried into
+    the ONNX folder's manifest and card (the settings travel with the glasses)."""
+    return {key: manifest.get(key) for key in PROVENANCE_FIELDS if key in manifest}
+
+
+def _base_provenance(source: ModelSource, family: Family, glasses: Glasses) -> dict[str, Any]:
+    """The same, for a base model given with --glasses."""
+    return {
+        "base_model": source.hub_id or source.name,
+        "base_model_name": source.name,
+        "base_model_hub_id": source.hub_id,
+        "base_license": base_license(source.path, source.license),
+        "auto_class": family.auto_class,
+        "pipeline_tag": PIPELINE_TAGS.get(family.auto_class),
+        "data_sources": json.loads(glasses.metadata.get("data") or "[]"),
+        "recipe": None,
+    }
+
+
+def _with_settings(glasses: Glasses, manifest: dict[str, Any]) -> Glasses:
+    """The glasses with the settings that made them: a module export keeps only the scales in its
+    safetensors, and its manifest the settings (mode, threshold, top-k, data, ...)."""
+    if not glasses.metadata and isinstance(manifest.get("glasses"), dict):
+        glasses.metadata = {str(key): str(value) for key, value in manifest["glasses"].items()}
+    return glasses
 
 
 def _model_type(config: dict) -> str:
