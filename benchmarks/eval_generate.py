@@ -92,9 +92,7 @@ def main() -> None:
     loaded = load_model(args.model, args.device, args.dtype)
     prompts = toxic_prompts("builtin:rtp-toxic:heldout", args.batch_size)
     n = args.new_tokens
-    settings = SamplingSettings(
-        samples=1, max_new_tokens=n, top_k=TOP_K, temperature=1.0, seed=0, batch_size=len(prompts), max_length=64
-    )
+    settings = SamplingSettings(samples=1, max_new_tokens=n, top_k=TOP_K, temperature=1.0, seed=0, batch_size=len(prompts), max_length=64)
     encoded = [encode_prompt(loaded.tokenizer, prompt.text, "", 64) for prompt in prompts]
     batch = collate([Encoded(ids, [True] * len(ids)) for ids in encoded], [], pad_id(loaded.tokenizer), padding_side="left")
     input_ids, attention_mask = batch.input_ids.to(loaded.device), batch.attention_mask.to(loaded.device)

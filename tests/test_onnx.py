@@ -154,8 +154,14 @@ def test_export_from_a_checkpoint_export_carries_its_glasses(tiny_models, tmp_pa
     assert comparison.max_abs_diff < 1e-4 and comparison.tokens_equal
     # the glasses' settings survive: manifest, graph metadata, glasses file, card
     manifest = json.loads((folder / "sgm_export.json").read_text())
-    assert SETTINGS.items() <= manifest["glasses"].items() and manifest["exported_from"] == fmt and manifest["data_sources"] == ["builtin:rtp-toxic"]
-    assert {f"sgm.{key}": value for key, value in SETTINGS.items()}.items() <= ir.load(folder / "onnx" / "model.onnx").metadata_props.items()
+    assert (
+        SETTINGS.items() <= manifest["glasses"].items()
+        and manifest["exported_from"] == fmt
+        and manifest["data_sources"] == ["builtin:rtp-toxic"]
+    )
+    assert {f"sgm.{key}": value for key, value in SETTINGS.items()}.items() <= ir.load(
+        folder / "onnx" / "model.onnx"
+    ).metadata_props.items()
     assert SETTINGS.items() <= load_glasses(folder / "glasses.safetensors").metadata.items()
     card = (folder / "README.md").read_text()
     assert "library_name: transformers.js" in card and "mode: aura" in card and "threshold: 0.6" in card

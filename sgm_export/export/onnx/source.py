@@ -92,9 +92,7 @@ def open_onnx_source(model: str, glasses: Glasses | None) -> OnnxSource:
     if kind == "module":
         base_config = {**config["base_config"], "architectures": [config["sgm"]["base_architecture"]]}
         glasses = _with_settings(export_glasses(source.path), manifest)
-        return OnnxSource(
-            _load_module_weights(source.path, config), family, glasses, base_config, source.path, kind, base_name, provenance
-        )
+        return OnnxSource(_load_module_weights(source.path, config), family, glasses, base_config, source.path, kind, base_name, provenance)
     loaded = load_model(model, device="cpu", dtype="float32")
     if kind == "folded":
         glasses = _with_settings(export_glasses(source.path), manifest)
