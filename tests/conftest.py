@@ -17,6 +17,17 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 from tests.tiny import TEXT_FAMILIES, build_tiny_model  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Tests that call the CLI's `main` in this process let it set library switches in
+    os.environ (HF_HUB_DISABLE_PROGRESS_BARS, ...); restore them, so that later tests' subprocesses
+    do not inherit them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """A saved tiny random model per text family, built once per test session."""
