@@ -5,8 +5,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 import torch  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from sgm_export.evaluate.metrics import OVERALL  # noqa: E402
 
@@ -70,6 +71,12 @@ def plot_tradeoff(rows: list[dict], path: Path) -> Path:
         [row["perplexity"] for row in front], [row["harmful_rate"] for row in front], color="tab:red", linewidth=1, label="Pareto front"
     )
     axes.set_xscale("log")
+    # Over a narrow range a log axis labels its minor ticks in scientific notation, on top of
+    # each other; plain numbers on the major ticks only read better.
+    axes.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:g}"))
+    axes.xaxis.set_minor_formatter(ticker.NullFormatter())
+    axes.xaxis.set_major_locator(ticker.MaxNLocator(6))
+    axes.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     axes.set_xlabel("perplexity on held-out neutral text (log scale)")
     axes.set_ylabel("harmful continuations")
     axes.set_title("Harmful rate vs perplexity")
