@@ -25,7 +25,7 @@ from pathlib import Path
 from sgm_export import __version__
 from sgm_export.data.examples import NEUTRAL, TOXIC, Example
 from sgm_export.errors import DataError
-from sgm_export.evaluate.generate import SamplingSettings
+from sgm_export.evaluate.generate import sampling_settings
 from sgm_export.evaluate.generate_images import sample_prompts
 from sgm_export.evaluate.judges import Judge
 from sgm_export.evaluate.prompts import EvalPrompt
@@ -111,16 +111,7 @@ def collect(loaded: LoadedModel, examples: list[Example], judge: Judge, request:
     toxic or no non-toxic row: such data cannot rank neurons."""
     options = request.options
     prompts = [EvalPrompt(example.text, image=example.image, origin=example.origin) for example in examples]
-    settings = SamplingSettings(
-        samples=options.samples,
-        max_new_tokens=options.max_new_tokens,
-        top_k=options.sample_top_k,
-        temperature=options.temperature,
-        seed=options.seed,
-        batch_size=options.batch_size,
-        max_length=options.max_length,
-    )
-    continuations = sample_prompts(loaded, prompts, "", settings, description="Collecting")
+    continuations = sample_prompts(loaded, prompts, "", sampling_settings(options), description="Collecting")
     rows = labelled_rows(examples, continuations.texts, judge, options)
     counts = {"toxic": sum(row["label"] == TOXIC for row in rows), "non_toxic": sum(row["label"] == NEUTRAL for row in rows)}
     n_sampled = len(examples) * options.samples

@@ -26,6 +26,7 @@ from sgm_export.errors import DataError
 from sgm_export.evaluate.prompts import EvalPrompt
 from sgm_export.evaluate.sampling import continuation_uniforms, draw_tokens
 from sgm_export.models.load import LoadedModel
+from sgm_export.options import CollectOptions, EvalOptions
 from sgm_export.progress import progress_bar
 
 PREPROMPT_SEPARATOR = "\n\n"
@@ -50,6 +51,19 @@ class Continuations:
 
     tokens: list[list[list[int]]]
     texts: list[list[str]]
+
+
+def sampling_settings(options: EvalOptions | CollectOptions) -> SamplingSettings:
+    """The sampling part of eval's or collect's options (the same for every variant of an eval)."""
+    return SamplingSettings(
+        samples=options.samples,
+        max_new_tokens=options.max_new_tokens,
+        top_k=options.sample_top_k,
+        temperature=options.temperature,
+        seed=options.seed,
+        batch_size=options.batch_size,
+        max_length=options.max_length,
+    )
 
 
 def pad_id(tokenizer) -> int:

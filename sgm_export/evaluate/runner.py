@@ -25,7 +25,7 @@ from sgm_export.evaluate.fluency import (
     pooled,
     pooled_modalities,
 )
-from sgm_export.evaluate.generate import SamplingSettings
+from sgm_export.evaluate.generate import sampling_settings
 from sgm_export.evaluate.generate_images import sample_prompts
 from sgm_export.evaluate.judges import Judge
 from sgm_export.evaluate.metrics import OVERALL, paired_difference, rates_by_group, reduction_factor
@@ -69,19 +69,6 @@ class VariantResult:
 
     section: dict
     generations: list[dict]
-
-
-def sampling_settings(options: EvalOptions) -> SamplingSettings:
-    """The sampling part of the options (shared by every variant)."""
-    return SamplingSettings(
-        samples=options.samples,
-        max_new_tokens=options.max_new_tokens,
-        top_k=options.sample_top_k,
-        temperature=options.temperature,
-        seed=options.seed,
-        batch_size=options.batch_size,
-        max_length=options.max_length,
-    )
 
 
 def evaluate_variants(
