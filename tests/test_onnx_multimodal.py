@@ -34,6 +34,7 @@ from tests.tiny_vlm import build_tiny_vlm
 
 NEW_TOKENS = 6
 PROMPTS = ["What is in this picture?", "Describe it"]
+SUPPORTED = "supported: gemma3, llava, qwen2_5_vl, qwen2_vl"  # Mllama (cross-attention) stays out
 GRAPHS = ["decoder_model_merged.onnx", "embed_tokens.onnx", "sgm_onnx.json", "vision_encoder.onnx"]
 
 
@@ -71,7 +72,7 @@ def reference(module_dir, images: list) -> tuple[dict, torch.Tensor]:
     return inputs, output
 
 
-@pytest.mark.parametrize("model_type", ["llava", "qwen2_vl", "gemma3"])
+@pytest.mark.parametrize("model_type", ["llava", "qwen2_vl", "qwen2_5_vl", "gemma3"])
 def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, model_type):
     base_dir = build_tiny_vlm(model_type, tmp_path / "base")
     base = load_model(str(base_dir), dtype="float32")
@@ -91,7 +92,7 @@ def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, mode
     mask = inputs["attention_mask"].bool()
     assert ids == [row[real].tolist() for row, real in zip(inputs["input_ids"], mask)]  # chat template and image tokens
     assert np.abs(arrays["pixel_values"] - inputs["pixel_values"].numpy()).max() < 1e-4
-    if model_type == "qwen2_vl":
+    if model_type in ("qwen2_vl", "qwen2_5_vl"):
         assert arrays["image_grid_thw"].tolist() == inputs["image_grid_thw"].tolist()
         assert arrays["image_grid_thw"][0].tolist() != arrays["image_grid_thw"][1].tolist()
     steps = list(runtime.steps(ids, NEW_TOKENS, **arrays))
@@ -129,12 +130,12 @@ def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, mode
 
 
 def test_unsupported_vision_language_family_is_one_line_and_writes_nothing(tmp_path):
-    base_dir = build_tiny_vlm("idefics3", tmp_path / "base")
+    base_dir = build_tiny_vlm("mllama", tmp_path / "base")
     base = load_model(str(base_dir), dtype="float32")
     glasses = random_glasses([int(p.weight.shape[1]) for p in decoder_projections(base.model, base.family)])
     module_dir = export_checkpoint(str(base_dir), glasses, tmp_path / "module", format="module")
     result = sgm("onnx", module_dir, "--out", tmp_path / "onnx")
-    assert_clean_usage_error(result, "idefics3", "supported: gemma3, llava, qwen2_vl")
+    assert_clean_usage_error(result, "mllama", SUPPORTED)
     assert not (tmp_path / "onnx").exists()
 
 
@@ -189,7 +190,7 @@ def test_run_exports_verifies_and_evaluates_a_vision_language_model(tmp_path):
 
 
 def test_run_refuses_onnx_for_an_unsupported_family_before_scoring(tmp_path):
-    base_dir = build_tiny_vlm("idefics3", tmp_path / "base")
+    base_dir = build_tiny_vlm("mllama", tmp_path / "base")
     result = sgm("run", recipe_file(tmp_path, base_dir, ["module", "onnx"]))
-    assert_clean_usage_error(result, "idefics3", "supported: gemma3, llava, qwen2_vl")
+    assert_clean_usage_error(result, "mllama", SUPPORTED)
     assert not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ steps of transformers' Pillow image processors, which it is tested against:
   patch (minus the CLS token for the `default` feature strategy).
 - Gemma 3 (SigLIP): resize to the fixed size, rescale, normalise; the start-of-image token becomes
   `\\n\\n<boi>` + `image_seq_length` image tokens + `<eoi>\\n\\n`.
-- Qwen2-VL: `smart_resize` to multiples of patch x merge within the pixel bounds, rescale,
+- Qwen2-VL and Qwen2.5-VL: `smart_resize` to multiples of patch x merge within the pixel bounds, rescale,
   normalise, cut into flattened patches (each repeated over the temporal patch size), and one
   image token per merged patch.
 """
@@ -26,6 +26,7 @@ import numpy as np
 from sgm_export.errors import CheckpointError, DataError
 
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
+QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl")  # the same image processor: flattened patches on a smart-resized grid
 
 
 @dataclass
@@ -33,7 +34,7 @@ class ImageInputs:
     """One image, ready for the vision graph, and how many image tokens stand for it."""
 
     pixel_values: np.ndarray  # [3, H, W] (LLaVA, Gemma 3) or [patches, C*T*P*P] (Qwen2-VL)
-    image_grid_thw: np.ndarray | None  # [3] for Qwen2-VL
+    image_grid_thw: np.ndarray | None  # [3] for Qwen2-VL and Qwen2.5-VL
     n_tokens: int
 
 
@@ -88,7 +89,7 @@ class VisionProcessor:
         """A path or Pillow image to the vision graph's inputs for one image."""
         array = self._load(image)
         settings = self.image
-        if self.model_type == "qwen2_vl":
+        if self.model_type in QWEN_TYPES:
             return self._qwen_patches(array)
         if settings.get("do_resize", True):
             size = settings["size"]

@@ -48,7 +48,7 @@ class OnnxVisionLM(OnnxCausalLM):
         ids = [self.processor.prompt_ids(prompt, image) for prompt, image in zip(prompts, inputs)]
         present = [image for image in inputs if image is not None]
         arrays: dict[str, np.ndarray] = {}
-        if present and self.image["one_image_per_run"]:
+        if present and present[0].image_grid_thw is not None:  # flattened patches (Qwen): concatenated, with their grids
             arrays = {PIXEL_VALUES: np.concatenate([image.pixel_values for image in present])}
             arrays[IMAGE_GRID_THW] = np.stack([image.image_grid_thw for image in present])
         elif present:
@@ -70,7 +70,10 @@ class OnnxVisionLM(OnnxCausalLM):
     def image_features(self, pixel_values: np.ndarray, image_grid_thw: np.ndarray | None = None) -> np.ndarray:
         """One row of features per image token, for all images in order."""
         if not self.image["one_image_per_run"]:
-            return self.vision_session.run([IMAGE_FEATURES], {PIXEL_VALUES: pixel_values})[0]
+            feeds = {PIXEL_VALUES: pixel_values}
+            if IMAGE_GRID_THW in self.image["vision_inputs"]:
+                feeds[IMAGE_GRID_THW] = np.asarray(image_grid_thw, dtype=np.int64).reshape(-1, 3)
+            return self.vision_session.run([IMAGE_FEATURES], feeds)[0]
         grids = np.asarray(image_grid_thw, dtype=np.int64).reshape(-1, 3)
         starts = np.concatenate([[0], np.cumsum(grids.prod(axis=1))])
         return np.concatenate(

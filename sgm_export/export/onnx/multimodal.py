@@ -139,6 +139,8 @@ def _trace_vision(model: nn.Module, traits: MultimodalTraits) -> ir.Model:
     vision_config = model.config.vision_config
     dtype = next(model.parameters()).dtype
     generator = torch.Generator().manual_seed(0)
+    if traits.packed_vision:
+        return _trace_packed_vision(model, dtype, generator)
     if "image_grid_thw" in traits.vision_inputs:
         side = 2 * vision_config.spatial_merge_size
         patch_width = vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
@@ -156,6 +158,24 @@ def _trace_vision(model: nn.Module, traits: MultimodalTraits) -> ir.Model:
             [PIXEL_VALUES, *traits.vision_inputs],
             [IMAGE_FEATURES],
         )
+
+
+def _trace_packed_vision(model: nn.Module, dtype: torch.dtype, generator: torch.Generator) -> ir.Model:
+    """Qwen2.5-VL's tower over every image of a run (two images of different grids while tracing)."""
+    from sgm_export.export.onnx.qwen_vision import Qwen25VisionEncoder
+
+    vision_config = model.config.vision_config
+    side = 2 * vision_config.spatial_merge_size
+    patch_width = vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
+    grid = torch.tensor([[1, side, side], [1, side, 2 * side]])
+    pixel_values = torch.randn(int(grid.prod(-1).sum()), patch_width, generator=generator).to(dtype)
+    return export_module(
+        Qwen25VisionEncoder(model),
+        (pixel_values, grid),
+        {"pixel_values": {0: Dim(PATCHES)}, "image_grid_thw": {0: Dim(IMAGES)}},
+        [PIXEL_VALUES, "image_grid_thw"],
+        [IMAGE_FEATURES],
+    )
 
 
 def _trace_embeddings(model: nn.Module) -> ir.Model:
