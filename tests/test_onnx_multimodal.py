@@ -21,6 +21,7 @@ from sgm_export.arch import decoder_projections
 from sgm_export.data.images import neutral_image_paths
 from sgm_export.errors import DataError
 from sgm_export.export import export_checkpoint
+from sgm_export.export.onnx.check_vision import processor_pixels
 from sgm_export.export.onnx.graph import find_glasses
 from sgm_export.models.load import load_model
 from sgm_export.models.processor import load_processor
@@ -34,7 +35,7 @@ from tests.tiny_vlm import build_tiny_vlm
 
 NEW_TOKENS = 6
 PROMPTS = ["What is in this picture?", "Describe it"]
-SUPPORTED = "supported: gemma3, llava, qwen2_5_vl, qwen2_vl"  # Mllama (cross-attention) stays out
+SUPPORTED = "supported: gemma3, llava, llava_next, qwen2_5_vl, qwen2_vl"  # Mllama (cross-attention) stays out
 GRAPHS = ["decoder_model_merged.onnx", "embed_tokens.onnx", "sgm_onnx.json", "vision_encoder.onnx"]
 
 
@@ -45,6 +46,12 @@ def two_images(tmp_path) -> list:
     with Image.open(neutral_image_paths()[2]) as opened:
         opened.convert("RGB").crop((0, 0, 300, 120)).save(wide)
     return [photo, wide]
+
+
+def runtime_config(folder):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(folder)
 
 
 def reference(module_dir, images: list) -> tuple[dict, torch.Tensor]:
@@ -72,7 +79,7 @@ def reference(module_dir, images: list) -> tuple[dict, torch.Tensor]:
     return inputs, output
 
 
-@pytest.mark.parametrize("model_type", ["llava", "qwen2_vl", "qwen2_5_vl", "gemma3"])
+@pytest.mark.parametrize("model_type", ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3"])
 def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, model_type):
     base_dir = build_tiny_vlm(model_type, tmp_path / "base")
     base = load_model(str(base_dir), dtype="float32")
@@ -91,7 +98,10 @@ def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, mode
     ids, arrays = runtime.prepare(PROMPTS, images)
     mask = inputs["attention_mask"].bool()
     assert ids == [row[real].tolist() for row, real in zip(inputs["input_ids"], mask)]  # chat template and image tokens
-    assert np.abs(arrays["pixel_values"] - inputs["pixel_values"].numpy()).max() < 1e-4
+    assert np.abs(arrays["pixel_values"] - processor_pixels(inputs, runtime_config(folder))).max() < 1e-4
+    if model_type == "llava_next":  # two tiling grids: the wide crop gets more tiles than the whole-image tile alone
+        assert arrays["image_sizes"].tolist() == inputs["image_sizes"].tolist()
+        assert len(arrays["pixel_values"]) > 2 * 2
     if model_type in ("qwen2_vl", "qwen2_5_vl"):
         assert arrays["image_grid_thw"].tolist() == inputs["image_grid_thw"].tolist()
         assert arrays["image_grid_thw"][0].tolist() != arrays["image_grid_thw"][1].tolist()

@@ -8,6 +8,9 @@ steps of transformers' Pillow image processors, which it is tested against:
 
 - LLaVA (CLIP): resize the shortest edge, centre-crop, rescale, normalise; one image token per
   patch (minus the CLS token for the `default` feature strategy).
+- LLaVA-NeXT: the whole image resized to a square, then the tiles of the image fitted into the
+  best of `image_grid_pinpoints` (aspect kept, centred on black), each tile processed as LLaVA's;
+  the tokens count the whole image's patches, then the unpadded tile grid with one newline per row.
 - Gemma 3 (SigLIP): resize to the fixed size, rescale, normalise; the start-of-image token becomes
   `\\n\\n<boi>` + `image_seq_length` image tokens + `<eoi>\\n\\n`.
 - Qwen2-VL and Qwen2.5-VL: `smart_resize` to multiples of patch x merge within the pixel bounds, rescale,
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from sgm_export.errors import CheckpointError, DataError
+from sgm_export.runtime.vision import select_best_resolution, unpadded_grid
 
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl")  # the same image processor: flattened patches on a smart-resized grid
@@ -33,9 +37,10 @@ QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl")  # the same image processor: flattened p
 class ImageInputs:
     """One image, ready for the vision graph, and how many image tokens stand for it."""
 
-    pixel_values: np.ndarray  # [3, H, W] (LLaVA, Gemma 3) or [patches, C*T*P*P] (Qwen2-VL)
+    pixel_values: np.ndarray  # [3, H, W] (LLaVA, Gemma 3), [tiles, 3, H, W] (LLaVA-NeXT) or [patches, C*T*P*P] (Qwen2-VL and Qwen2.5-VL)
     image_grid_thw: np.ndarray | None  # [3] for Qwen2-VL and Qwen2.5-VL
     n_tokens: int
+    image_size: np.ndarray | None = None  # [2] (height, width) of the original image, for LLaVA-NeXT's packing
 
 
 class VisionProcessor:
@@ -88,9 +93,16 @@ class VisionProcessor:
     def image_inputs(self, image: Any) -> ImageInputs:
         """A path or Pillow image to the vision graph's inputs for one image."""
         array = self._load(image)
-        settings = self.image
         if self.model_type in QWEN_TYPES:
             return self._qwen_patches(array)
+        if self.model_type == "llava_next":
+            return self._anyres_tiles(array)
+        pixels = self._standard(array)
+        return ImageInputs(pixels, None, self._token_count(pixels.shape[1], pixels.shape[2]))
+
+    def _standard(self, array: np.ndarray) -> np.ndarray:
+        """Resize (shortest edge or fixed size), centre-crop, rescale and normalise: [3, H, W]."""
+        settings = self.image
         if settings.get("do_resize", True):
             size = settings["size"]
             if "shortest_edge" in size:
@@ -105,8 +117,42 @@ class VisionProcessor:
             crop = settings["crop_size"]
             top, left = (array.shape[0] - crop["height"]) // 2, (array.shape[1] - crop["width"]) // 2
             array = array[top : top + crop["height"], left : left + crop["width"]]
-        pixels = self._rescale_normalize(array).transpose(2, 0, 1)
-        return ImageInputs(pixels, None, self._token_count(pixels.shape[1], pixels.shape[2]))
+        return self._rescale_normalize(array).transpose(2, 0, 1)
+
+    def _anyres_tiles(self, array: np.ndarray) -> ImageInputs:
+        """LLaVA-NeXT: the whole image resized to a square, then the tiles of the image fitted
+        (aspect kept, centred on black) into the best of `image_grid_pinpoints`, each tile then
+        processed as a plain image."""
+        settings = self.image
+        resample = settings.get("resample", 3)
+        size = (array.shape[0], array.shape[1])
+        tile = int(settings["crop_size"]["height"]) if settings.get("crop_size") else int(settings["size"]["height"])
+        square = settings["size"].get("shortest_edge") or settings["size"]["height"]
+        best_height, best_width = select_best_resolution(size, settings["image_grid_pinpoints"])
+        scale_width, scale_height = best_width / size[1], best_height / size[0]
+        if scale_width < scale_height:
+            new_height, new_width = min(math.ceil(size[0] * scale_width), best_height), best_width
+        else:
+            new_height, new_width = best_height, min(math.ceil(size[1] * scale_height), best_width)
+        fitted = _resize(array, (new_height, new_width), resample)
+        top, left = (best_height - new_height) // 2, (best_width - new_width) // 2
+        canvas = np.zeros((best_height, best_width, 3), dtype=array.dtype)
+        canvas[top : top + new_height, left : left + new_width] = fitted
+        tiles = [_resize(array, (square, square), resample)]
+        tiles += [
+            canvas[row : row + tile, column : column + tile] for row in range(0, best_height, tile) for column in range(0, best_width, tile)
+        ]
+        pixels = np.stack([self._standard(part) for part in tiles])
+        return ImageInputs(pixels, None, self._anyres_token_count(size, pixels.shape[2], pixels.shape[3]), np.array(size, dtype=np.int64))
+
+    def _anyres_token_count(self, size: tuple[int, int], height: int, width: int) -> int:
+        """LLaVA-NeXT's image tokens: the whole image's, then the unpadded tile grid's with one newline per row."""
+        best_height, best_width = select_best_resolution(size, self.image["image_grid_pinpoints"])
+        patch = int(self.processor["patch_size"])
+        grid_height, grid_width = height // patch * (best_height // height), width // patch * (best_width // width)
+        rows, columns = unpadded_grid(size, grid_height, grid_width)
+        kept_rows, kept_columns = rows.stop - rows.start, columns.stop - columns.start
+        return kept_rows * (kept_columns + 1) + self._token_count(height, width)
 
     def _token_count(self, height: int, width: int) -> int:
         if self.model_type == "gemma3":

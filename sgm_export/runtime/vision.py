@@ -54,3 +54,46 @@ def mrope_positions(
         positions[:, row, real] = row_positions
         next_position[row] = row_positions.max() + 1
     return positions, next_position
+
+
+def select_best_resolution(size: tuple[int, int], resolutions: list) -> tuple[int, int]:
+    """LLaVA-NeXT's tiling target for an image of `size` (height, width): the listed (height,
+    width) that keeps the most of the image's pixels after an aspect-preserving fit, then wastes
+    the fewest (transformers' `select_best_resolution`, the first of equals winning)."""
+    height, width = size
+    best, most, least = None, 0, float("inf")
+    for target_height, target_width in resolutions:
+        scale = min(target_width / width, target_height / height)
+        effective = min(int(width * scale) * int(height * scale), width * height)
+        wasted = target_width * target_height - effective
+        if effective > most or (effective == most and wasted < least):
+            best, most, least = (int(target_height), int(target_width)), effective, wasted
+    return best
+
+
+def unpadded_grid(size: tuple[int, int], grid_height: int, grid_width: int) -> tuple[slice, slice]:
+    """The rows and columns of a tiled feature grid that hold the image rather than its padding
+    (the padding added to fit the tiling target is cut back off, as transformers' `unpad_image`)."""
+    height, width = size
+    if width / height > grid_width / grid_height:
+        padding = (grid_height - int(round(height * (grid_width / width), 7))) // 2
+        return slice(padding, grid_height - padding), slice(0, grid_width)
+    padding = (grid_width - int(round(width * (grid_height / height), 7))) // 2
+    return slice(0, grid_height), slice(padding, grid_width - padding)
+
+
+def pack_anyres(tiles: np.ndarray, newline: np.ndarray, size: tuple[int, int], resolutions: list, tile_size: int) -> np.ndarray:
+    """One image's rows of features from its tiles' features [tiles, side*side, hidden] (the
+    resized whole image first): the whole image's rows, then the tile grid's rows, unpadded,
+    each grid row followed by `newline` (transformers' `pack_image_features`)."""
+    if tiles.shape[0] == 1:
+        return np.concatenate([tiles[0], newline[None]])
+    side = int(round(tiles.shape[1] ** 0.5))
+    best_height, best_width = select_best_resolution(size, resolutions)
+    rows_of_tiles, columns_of_tiles = best_height // tile_size, best_width // tile_size
+    grid = tiles[1:].reshape(rows_of_tiles, columns_of_tiles, side, side, -1).transpose(0, 2, 1, 3, 4)
+    grid = grid.reshape(rows_of_tiles * side, columns_of_tiles * side, -1)
+    rows, columns = unpadded_grid(size, grid.shape[0], grid.shape[1])
+    grid = grid[rows, columns]
+    lines = np.concatenate([grid, np.broadcast_to(newline, (grid.shape[0], 1, grid.shape[2]))], axis=1)
+    return np.concatenate([tiles[0], lines.reshape(-1, grid.shape[2])])

@@ -4,7 +4,8 @@ through `embed_tokens.onnx`, the spliced embeddings through `decoder_model_merge
 `generate` takes text prompts and images (paths or Pillow images) and does the processor's work
 itself (`runtime.processor`: chat template, image tokens, pixels). `steps` and `generate_ids`
 take prompts as token ids that already hold each image's run of image tokens, and images as the
-arrays the model's image processor makes (`pixel_values`, and `image_grid_thw` for Qwen2-VL), in
+arrays the model's image processor makes (`pixel_values`; `image_grid_thw` for Qwen2-VL and
+Qwen2.5-VL; for LLaVA-NeXT every image's tiles concatenated and `image_sizes`), in
 the order their tokens appear over the batch. The loop itself is the text model's.
 """
 
@@ -19,10 +20,12 @@ from sgm_export.runtime.layout import ATTENTION_MASK, IMAGE_FEATURES, INPUT_IDS,
 from sgm_export.runtime.processor import VisionProcessor
 from sgm_export.runtime.sampling import GREEDY, Sampling
 from sgm_export.runtime.tokenizer import left_padded
-from sgm_export.runtime.vision import mrope_positions, splice_image_features
+from sgm_export.runtime.vision import mrope_positions, pack_anyres, select_best_resolution, splice_image_features
 
 TOKEN_TYPE_IDS = "token_type_ids"
 IMAGE_GRID_THW = "image_grid_thw"
+IMAGE_SIZES = "image_sizes"
+IMAGE_NEWLINE = "image_newline"
 
 
 class OnnxVisionLM(OnnxCausalLM):
@@ -48,7 +51,10 @@ class OnnxVisionLM(OnnxCausalLM):
         ids = [self.processor.prompt_ids(prompt, image) for prompt, image in zip(prompts, inputs)]
         present = [image for image in inputs if image is not None]
         arrays: dict[str, np.ndarray] = {}
-        if present and present[0].image_grid_thw is not None:  # flattened patches (Qwen): concatenated, with their grids
+        if present and present[0].image_size is not None:  # LLaVA-NeXT: every image's tiles, and the images' sizes
+            arrays = {PIXEL_VALUES: np.concatenate([image.pixel_values for image in present])}
+            arrays[IMAGE_SIZES] = np.stack([image.image_size for image in present])
+        elif present and present[0].image_grid_thw is not None:  # flattened patches (Qwen): concatenated, with their grids
             arrays = {PIXEL_VALUES: np.concatenate([image.pixel_values for image in present])}
             arrays[IMAGE_GRID_THW] = np.stack([image.image_grid_thw for image in present])
         elif present:
@@ -67,8 +73,12 @@ class OnnxVisionLM(OnnxCausalLM):
         """Token ids [batch, seq] to their input embeddings."""
         return self.embed_session.run([INPUTS_EMBEDS], {INPUT_IDS: input_ids})[0]
 
-    def image_features(self, pixel_values: np.ndarray, image_grid_thw: np.ndarray | None = None) -> np.ndarray:
+    def image_features(
+        self, pixel_values: np.ndarray, image_grid_thw: np.ndarray | None = None, image_sizes: np.ndarray | None = None
+    ) -> np.ndarray:
         """One row of features per image token, for all images in order."""
+        if self.image.get("anyres"):
+            return self._anyres_features(pixel_values, image_sizes)
         if not self.image["one_image_per_run"]:
             feeds = {PIXEL_VALUES: pixel_values}
             if IMAGE_GRID_THW in self.image["vision_inputs"]:
@@ -83,6 +93,20 @@ class OnnxVisionLM(OnnxCausalLM):
             ]
         )
 
+    def _anyres_features(self, pixel_values: np.ndarray, image_sizes: np.ndarray | None) -> np.ndarray:
+        """LLaVA-NeXT: every tile through the vision graph at once, then each image's tiles packed."""
+        if image_sizes is None:
+            raise ValueError("LLaVA-NeXT images need their image_sizes (height, width) beside their tiles")
+        tiles, newline = self.vision_session.run([IMAGE_FEATURES, IMAGE_NEWLINE], {PIXEL_VALUES: pixel_values})
+        resolutions, tile_size = self.image["image_grid_pinpoints"], self.image["image_size"]
+        packed, start = [], 0
+        for size in np.asarray(image_sizes).reshape(-1, 2):
+            best_height, best_width = select_best_resolution(tuple(int(side) for side in size), resolutions)
+            count = 1 + (best_height // tile_size) * (best_width // tile_size)
+            packed.append(pack_anyres(tiles[start : start + count], newline, tuple(int(side) for side in size), resolutions, tile_size))
+            start += count
+        return np.concatenate(packed)
+
     def steps(
         self,
         prompts: list[list[int]],
@@ -90,13 +114,16 @@ class OnnxVisionLM(OnnxCausalLM):
         sampling: Sampling = GREEDY,
         pixel_values: np.ndarray | None = None,
         image_grid_thw: np.ndarray | None = None,
+        image_sizes: np.ndarray | None = None,
     ) -> Iterator[Step]:
         """Generate from prompts (token ids, image tokens included) and their images."""
         batch = left_padded(prompts, self.pad_token_id)
         image_token = self.image["image_token_id"]
         embeds = self.embed(batch.input_ids)
         if pixel_values is not None:
-            embeds = splice_image_features(embeds, batch.input_ids, image_token, self.image_features(pixel_values, image_grid_thw))
+            embeds = splice_image_features(
+                embeds, batch.input_ids, image_token, self.image_features(pixel_values, image_grid_thw, image_sizes)
+            )
         feeds = {INPUTS_EMBEDS: embeds, ATTENTION_MASK: batch.attention_mask, POSITION_IDS: batch.position_ids}
         if self.image["position_axes"] == 3:
             grids = np.zeros((0, 3), dtype=np.int64) if image_grid_thw is None else image_grid_thw

@@ -40,6 +40,20 @@ def processor_inputs(base: LoadedModel, prompts: list[str], images: list) -> dic
     return {key: value.double() if value.is_floating_point() else value for key, value in inputs.items()}
 
 
+def processor_pixels(inputs: dict[str, torch.Tensor], config) -> np.ndarray:
+    """The processor's pixel values as the runtime lays them out: LLaVA-NeXT's batch of tiles,
+    padded to the most tiles of any image, becomes every image's own tiles in a row."""
+    pixels = inputs["pixel_values"]
+    if pixels.ndim != 5:
+        return pixels.numpy()
+    from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+    counts = [
+        image_size_to_num_patches(size, config.image_grid_pinpoints, config.vision_config.image_size) for size in inputs["image_sizes"]
+    ]
+    return torch.cat([tiles[:count] for tiles, count in zip(pixels, counts)]).numpy()
+
+
 def verify_vision_export(export_dir: Path, base: LoadedModel, glasses: Glasses, tolerance: float, device: str) -> "VerifyResult":
     """`sgm-export verify` for a vision-language ONNX folder (the files were checked before)."""
     from sgm_export.verify import VERIFY_IMAGE_PROMPT, VERIFY_PROMPTS, VerifyResult
@@ -53,7 +67,7 @@ def verify_vision_export(export_dir: Path, base: LoadedModel, glasses: Glasses, 
     problems = scale_problems(runtime.description.decoder_path, glasses)
     if ids != [row[mask].tolist() for row, mask in zip(inputs["input_ids"], real)]:
         problems.append("the runtime lays out the prompts differently from the base model's processor")
-    if np.abs(arrays["pixel_values"] - inputs["pixel_values"].numpy()).max() > 1e-3:
+    if np.abs(arrays["pixel_values"] - processor_pixels(inputs, base.model.config)).max() > 1e-3:
         problems.append("the runtime's pixel values differ from the base model's image processor")
     with torch.inference_mode():
         plain = base.model(**inputs).logits[:, -1].numpy()

@@ -17,11 +17,13 @@ class MultimodalTraits:
     decoder_inputs: tuple[str, ...] = ()  # beyond inputs_embeds, attention_mask, position_ids and the cache
     position_axes: int = 1  # 3: position_ids is [3, batch, sequence] (M-RoPE)
     one_image_per_run: bool = False  # the vision graph takes one image per run (its patches vary)
+    anyres: bool = False  # LLaVA-NeXT: the vision graph encodes tiles; the runtime packs them (`runtime.vision.pack_anyres`)
     packed_vision: bool = False  # the tower is traced by `qwen_vision` (all images of a run packed, masked attention)
 
 
 MULTIMODAL_TRAITS = {
     "llava": MultimodalTraits(),
+    "llava_next": MultimodalTraits(anyres=True),
     "gemma3": MultimodalTraits(decoder_inputs=("token_type_ids",)),
     "qwen2_vl": MultimodalTraits(vision_inputs=("image_grid_thw",), position_axes=3, one_image_per_run=True),
     "qwen2_5_vl": MultimodalTraits(vision_inputs=("image_grid_thw",), position_axes=3, packed_vision=True),

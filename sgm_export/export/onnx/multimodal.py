@@ -57,6 +57,9 @@ def image_facts(config, traits: MultimodalTraits) -> dict:
         "one_image_per_run": traits.one_image_per_run,
         "spatial_merge_size": getattr(vision_config, "spatial_merge_size", None),
         "image_size": getattr(vision_config, "image_size", None),
+        "patch_size": getattr(vision_config, "patch_size", None),
+        "anyres": traits.anyres,
+        "image_grid_pinpoints": getattr(config, "image_grid_pinpoints", None) if traits.anyres else None,
     }
 
 
@@ -141,6 +144,8 @@ def _trace_vision(model: nn.Module, traits: MultimodalTraits) -> ir.Model:
     generator = torch.Generator().manual_seed(0)
     if traits.packed_vision:
         return _trace_packed_vision(model, dtype, generator)
+    if traits.anyres:
+        return _trace_anyres_vision(model, dtype, generator)
     if "image_grid_thw" in traits.vision_inputs:
         side = 2 * vision_config.spatial_merge_size
         patch_width = vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
@@ -175,6 +180,18 @@ def _trace_packed_vision(model: nn.Module, dtype: torch.dtype, generator: torch.
         {"pixel_values": {0: Dim(PATCHES)}, "image_grid_thw": {0: Dim(IMAGES)}},
         [PIXEL_VALUES, "image_grid_thw"],
         [IMAGE_FEATURES],
+    )
+
+
+def _trace_anyres_vision(model: nn.Module, dtype: torch.dtype, generator: torch.Generator) -> ir.Model:
+    """LLaVA-NeXT's tower and projector over image tiles, and its image_newline vector."""
+    from sgm_export.export.onnx.anyres_vision import IMAGE_NEWLINE, AnyresTileEncoder
+
+    vision_config = model.config.vision_config
+    size = vision_config.image_size
+    tiles = torch.randn(3, vision_config.num_channels, size, size, generator=generator).to(dtype)
+    return export_module(
+        AnyresTileEncoder(model), (tiles,), {"pixel_values": {0: Dim(IMAGES)}}, [PIXEL_VALUES], [IMAGE_FEATURES, IMAGE_NEWLINE]
     )
 
 
