@@ -1,8 +1,12 @@
-"""Vision-language ONNX exports, end to end, on tiny random LLaVA, Qwen2-VL (3-D M-RoPE positions,
-flattened patches, image_grid_thw) and Gemma 3 (bidirectional attention over image tokens):
+"""Vision-language ONNX exports, end to end, on tiny random models of every supported family:
+LLaVA, LLaVA-NeXT (anyres tiles packed by the runtime, image_newline rows), Qwen2-VL (3-D M-RoPE
+positions, flattened patches, image_grid_thw), Qwen2.5-VL (windowed attention in the vision graph,
+all images in one run), Gemma 3 (bidirectional attention over image tokens) and PaliGemma
+(prefix-LM: the image and prompt attend bidirectionally; positions from 1).
 `sgm-export onnx` on a module export writes the three graphs, `sgm-export inspect` shows them,
 and `OnnxVisionLM.generate` (chat template, image tokens and pixels done in numpy) gives the
-greedy tokens of the module export in transformers for a batch of two prompts with two images."""
+greedy tokens, and every step's logits within 1e-4, of the module export in transformers for a
+batch of two prompts with two images of different sizes."""
 
 import json
 import os
@@ -21,7 +25,7 @@ from sgm_export.arch import decoder_projections
 from sgm_export.data.images import neutral_image_paths
 from sgm_export.errors import DataError
 from sgm_export.export import export_checkpoint
-from sgm_export.export.onnx.check_vision import processor_pixels
+from sgm_export.export.onnx.check_vision import processor_pixels, rendered_prompts
 from sgm_export.export.onnx.graph import find_glasses
 from sgm_export.models.load import load_model
 from sgm_export.models.processor import load_processor
@@ -35,7 +39,7 @@ from tests.tiny_vlm import build_tiny_vlm
 
 NEW_TOKENS = 6
 PROMPTS = ["What is in this picture?", "Describe it"]
-SUPPORTED = "supported: gemma3, llava, llava_next, qwen2_5_vl, qwen2_vl"  # Mllama (cross-attention) stays out
+SUPPORTED = "supported: gemma3, llava, llava_next, paligemma, qwen2_5_vl, qwen2_vl"  # Mllama (cross-attention) stays out
 GRAPHS = ["decoder_model_merged.onnx", "embed_tokens.onnx", "sgm_onnx.json", "vision_encoder.onnx"]
 
 
@@ -59,8 +63,7 @@ def reference(module_dir, images: list) -> tuple[dict, torch.Tensor]:
     model = AutoModelForImageTextToText.from_pretrained(module_dir, trust_remote_code=True).eval()
     processor = load_processor(module_dir, trust_remote_code=True)
     processor.tokenizer.padding_side = "left"
-    chats = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}] for prompt in PROMPTS]
-    texts = [processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) for chat in chats]
+    texts = rendered_prompts(processor, PROMPTS)
     bos = processor.tokenizer.bos_token
     pictures = [[Image.open(path).convert("RGB")] for path in images]
     inputs = processor(
@@ -79,7 +82,7 @@ def reference(module_dir, images: list) -> tuple[dict, torch.Tensor]:
     return inputs, output
 
 
-@pytest.mark.parametrize("model_type", ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3"])
+@pytest.mark.parametrize("model_type", ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3", "paligemma"])
 def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, model_type):
     base_dir = build_tiny_vlm(model_type, tmp_path / "base")
     base = load_model(str(base_dir), dtype="float32")

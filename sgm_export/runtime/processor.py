@@ -61,7 +61,12 @@ class VisionProcessor:
         self.chat_template = template.read_text(encoding="utf-8") if template.is_file() else config.get("chat_template")
 
     def render(self, prompt: str, with_image: bool) -> str:
-        """The chat: one user turn (the image, then the prompt) and the assistant header."""
+        """The chat: one user turn (the image, then the prompt) and the assistant header.
+
+        PaliGemma has no chat template: its processor writes the image, `<bos>`, the prompt and a newline."""
+        if self.model_type == "paligemma" and not self.chat_template:
+            image = self.tokens.get("image_token") or self.processor.get("image_token") or "<image>"
+            return f"{image if with_image else ''}{self.tokens.get('bos_token') or ''}{prompt}\n"
         if not self.chat_template:
             raise CheckpointError(f"{self.folder} has no chat template", "export from a checkpoint whose processor has one")
         from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -155,8 +160,8 @@ class VisionProcessor:
         return kept_rows * (kept_columns + 1) + self._token_count(height, width)
 
     def _token_count(self, height: int, width: int) -> int:
-        if self.model_type == "gemma3":
-            return int(self.processor.get("image_seq_length", 256))
+        if self.model_type in ("gemma3", "paligemma"):
+            return int(self.processor.get("image_seq_length") or self.image.get("image_seq_length") or 256)
         patch = int(self.processor["patch_size"])
         count = (height // patch) * (width // patch) + int(self.processor.get("num_additional_image_tokens", 0))
         return count - 1 if self.processor.get("vision_feature_select_strategy") == "default" else count

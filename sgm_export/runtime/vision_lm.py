@@ -124,13 +124,16 @@ class OnnxVisionLM(OnnxCausalLM):
             embeds = splice_image_features(
                 embeds, batch.input_ids, image_token, self.image_features(pixel_values, image_grid_thw, image_sizes)
             )
-        feeds = {INPUTS_EMBEDS: embeds, ATTENTION_MASK: batch.attention_mask, POSITION_IDS: batch.position_ids}
+        positions = batch.position_ids + int(self.image.get("position_offset") or 0)
+        feeds = {INPUTS_EMBEDS: embeds, ATTENTION_MASK: batch.attention_mask, POSITION_IDS: positions}
         if self.image["position_axes"] == 3:
             grids = np.zeros((0, 3), dtype=np.int64) if image_grid_thw is None else image_grid_thw
             feeds[POSITION_IDS], _ = mrope_positions(
                 batch.input_ids, batch.attention_mask, image_token, grids, self.image["spatial_merge_size"]
             )
-        if TOKEN_TYPE_IDS in self.image["decoder_inputs"]:
+        if self.image.get("prefix_lm"):  # the whole prompt is the bidirectional prefix; generated tokens are type 1
+            feeds[TOKEN_TYPE_IDS] = np.zeros_like(batch.input_ids)
+        elif TOKEN_TYPE_IDS in self.image["decoder_inputs"]:  # Gemma 3: type 1 on image tokens
             feeds[TOKEN_TYPE_IDS] = (batch.input_ids == image_token).astype(np.int64)
         return self.decode_loop(feeds, max_new_tokens, sampling)
 
@@ -149,5 +152,5 @@ class OnnxVisionLM(OnnxCausalLM):
             POSITION_IDS: positions,
         }
         if TOKEN_TYPE_IDS in feeds:
-            following_feeds[TOKEN_TYPE_IDS] = np.zeros_like(tokens)
+            following_feeds[TOKEN_TYPE_IDS] = np.full_like(tokens, 1 if self.image.get("prefix_lm") else 0)
         return following_feeds

@@ -30,14 +30,22 @@ def processor_inputs(base: LoadedModel, prompts: list[str], images: list) -> dic
     """What the base model's own processor makes of the prompts and images, left-padded."""
     processor = base.processor
     processor.tokenizer.padding_side = "left"
-    chats = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}] for prompt in prompts]
-    texts = [processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) for chat in chats]
+    texts = rendered_prompts(processor, prompts)
     bos = processor.tokenizer.bos_token
     add_special_tokens = not (bos and texts[0].startswith(bos))
     inputs = processor(
         text=texts, images=[[image] for image in images], padding=True, return_tensors="pt", add_special_tokens=add_special_tokens
     )
     return {key: value.double() if value.is_floating_point() else value for key, value in inputs.items()}
+
+
+def rendered_prompts(processor, prompts: list[str]) -> list[str]:
+    """Each prompt as a user turn with an image, through the processor's chat template; PaliGemma,
+    which has none, takes the image token and the prompt (its processor adds `<bos>` and a newline)."""
+    if getattr(processor, "chat_template", None) is None and hasattr(processor, "image_seq_length"):
+        return [f"{processor.image_token}{prompt}" for prompt in prompts]
+    chats = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}] for prompt in prompts]
+    return [processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) for chat in chats]
 
 
 def processor_pixels(inputs: dict[str, torch.Tensor], config) -> np.ndarray:

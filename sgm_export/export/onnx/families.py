@@ -18,12 +18,15 @@ class MultimodalTraits:
     position_axes: int = 1  # 3: position_ids is [3, batch, sequence] (M-RoPE)
     one_image_per_run: bool = False  # the vision graph takes one image per run (its patches vary)
     anyres: bool = False  # LLaVA-NeXT: the vision graph encodes tiles; the runtime packs them (`runtime.vision.pack_anyres`)
+    prefix_lm: bool = False  # token_type_ids mark the prompt (0, attended bidirectionally) and the generated tokens (1)
+    position_offset: int = 0  # 1: positions count from 1 (PaliGemma)
     packed_vision: bool = False  # the tower is traced by `qwen_vision` (all images of a run packed, masked attention)
 
 
 MULTIMODAL_TRAITS = {
     "llava": MultimodalTraits(),
     "llava_next": MultimodalTraits(anyres=True),
+    "paligemma": MultimodalTraits(decoder_inputs=("token_type_ids",), prefix_lm=True, position_offset=1),
     "gemma3": MultimodalTraits(decoder_inputs=("token_type_ids",)),
     "qwen2_vl": MultimodalTraits(vision_inputs=("image_grid_thw",), position_axes=3, one_image_per_run=True),
     "qwen2_5_vl": MultimodalTraits(vision_inputs=("image_grid_thw",), position_axes=3, packed_vision=True),

@@ -59,6 +59,8 @@ def image_facts(config, traits: MultimodalTraits) -> dict:
         "image_size": getattr(vision_config, "image_size", None),
         "patch_size": getattr(vision_config, "patch_size", None),
         "anyres": traits.anyres,
+        "prefix_lm": traits.prefix_lm,
+        "position_offset": traits.position_offset,
         "image_grid_pinpoints": getattr(config, "image_grid_pinpoints", None) if traits.anyres else None,
     }
 
@@ -112,6 +114,46 @@ class DecoderFromEmbeddings(nn.Module):
             **dict(zip(self.extra_inputs, extras)),
         )
         return (output.logits, *[tensor for layer in output.cache.layers for tensor in (layer.keys, layer.values)])
+
+
+class PrefixLMDecoder(DecoderFromEmbeddings):
+    """PaliGemma's decoder with its prefix-LM mask on every run, not only on the first.
+
+    transformers gives the image+prompt prefix (token type 0) bidirectional attention only when
+    its cache is empty, a Python test that tracing would fix to one answer. Here the mask is built
+    from the token types on every run, the past counted as causal (-1): a prefix only ever runs
+    with an empty past, and a generated token (type 1) attends causally either way."""
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, past: list[torch.Tensor], extras: list[torch.Tensor]):
+        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+        (token_type_ids,) = extras
+        cache = DynamicCache()
+        for layer in range(len(past) // 2):
+            cache.update(past[2 * layer], past[2 * layer + 1], layer)
+        past_length = past[0].shape[2]
+        blocks = torch.where(token_type_ids == 0, 0, -1)
+        blocks = torch.cat([torch.full((blocks.shape[0], past_length), -1, dtype=blocks.dtype), blocks], dim=1)
+        text_config = self.model.config.get_text_config()
+        mask_inputs = dict(
+            config=text_config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
+            block_sequence_ids=blocks,
+        )
+        mask = create_causal_mask(**mask_inputs)
+        if getattr(text_config, "sliding_window", None) is not None:  # PaliGemma 2
+            mask = {"full_attention": mask, "sliding_attention": create_sliding_window_causal_mask(**mask_inputs)}
+        output = self.model.model.language_model(
+            inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=position_ids, cache=cache, use_cache=True
+        )
+        logits = self.model.lm_head(output.last_hidden_state)
+        softcap = getattr(text_config, "final_logit_softcapping", None)
+        if softcap is not None:
+            logits = torch.tanh(logits / softcap) * softcap
+        return (logits, *[tensor for layer in output.cache.layers for tensor in (layer.keys, layer.values)])
 
 
 def trace_multimodal(
@@ -225,8 +267,9 @@ def _trace_decoder(model: nn.Module, spec: CacheSpec, traits: MultimodalTraits) 
         "past": [{0: batch_dim, 2: Dim(PAST_SEQUENCE)}] * len(cache),
         "extras": [{0: batch_dim, 1: sequence_dim}] * len(extras),
     }
+    wrapper = PrefixLMDecoder if traits.prefix_lm else DecoderFromEmbeddings
     return export_module(
-        DecoderFromEmbeddings(model, traits.decoder_inputs),
+        wrapper(model, traits.decoder_inputs),
         (inputs_embeds, attention_mask, position_ids, cache, extras),
         dynamic_shapes,
         [INPUTS_EMBEDS, ATTENTION_MASK, POSITION_IDS, *past_names(spec.num_layers), *traits.decoder_inputs],
