@@ -92,7 +92,12 @@ def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, mode
     assert result.code == 0, result.stderr
     folder = tmp_path / "onnx"
     assert sorted(p.name for p in (folder / "onnx").iterdir()) == GRAPHS
-    nodes = find_glasses(ir.load(folder / "onnx" / "decoder_model_merged.onnx"))
+    decoder = ir.load(folder / "onnx" / "decoder_model_merged.onnx")
+    nodes = find_glasses(decoder)
+    past = next(value for value in decoder.graph.inputs if value.name == "past_key_values.0.key")
+    assert [past.shape[0].value, past.shape[2].value] == ["batch_size", "past_sequence_length"]  # transformers.js sizes the past by them
+    vision = ir.load(folder / "onnx" / "vision_encoder.onnx")
+    assert all(isinstance(value.shape[0], ir.SymbolicDim) for value in vision.graph.inputs)  # any number of images per run
     assert [node.values.tolist() for node in nodes] == [scale.tolist() for scale in glasses.scales]
 
     images = two_images(tmp_path)

@@ -79,19 +79,10 @@ class OnnxVisionLM(OnnxCausalLM):
         """One row of features per image token, for all images in order."""
         if self.image.get("anyres"):
             return self._anyres_features(pixel_values, image_sizes)
-        if not self.image["one_image_per_run"]:
-            feeds = {PIXEL_VALUES: pixel_values}
-            if IMAGE_GRID_THW in self.image["vision_inputs"]:
-                feeds[IMAGE_GRID_THW] = np.asarray(image_grid_thw, dtype=np.int64).reshape(-1, 3)
-            return self.vision_session.run([IMAGE_FEATURES], feeds)[0]
-        grids = np.asarray(image_grid_thw, dtype=np.int64).reshape(-1, 3)
-        starts = np.concatenate([[0], np.cumsum(grids.prod(axis=1))])
-        return np.concatenate(
-            [
-                self.vision_session.run([IMAGE_FEATURES], {PIXEL_VALUES: pixel_values[start:end], IMAGE_GRID_THW: grid[None]})[0]
-                for start, end, grid in zip(starts[:-1], starts[1:], grids)
-            ]
-        )
+        feeds = {PIXEL_VALUES: pixel_values}
+        for name in self.image["vision_inputs"]:  # Qwen: the images' grids, under the graph's name for them
+            feeds[name] = np.asarray(image_grid_thw, dtype=np.int64).reshape(-1, 3)
+        return self.vision_session.run([IMAGE_FEATURES], feeds)[0]
 
     def _anyres_features(self, pixel_values: np.ndarray, image_sizes: np.ndarray | None) -> np.ndarray:
         """LLaVA-NeXT: every tile through the vision graph at once, then each image's tiles packed."""

@@ -6,6 +6,8 @@ The folder (written atomically):
 
     DIR/config.json, generation_config.json, tokenizer files   as the base model has them (tokenizer_config.json
                                                                states add_bos_token for transformers.js)
+    DIR/processor_config.json, preprocessor_config.json        vision-language models: the processor, and its image
+                                                               processor alone, as transformers.js reads it
     DIR/genai_config.json                                      for ONNX Runtime GenAI (text models)
     DIR/glasses.safetensors                                    the glasses, as `sgm-export glasses` writes them
     DIR/onnx/model.onnx (model_fp16.onnx for float16)          the decoder with KV cache inputs and outputs
@@ -69,7 +71,13 @@ def require_onnx_packages() -> None:
 def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, external_data_threshold: int) -> None:
     from sgm_export.export import finish_export
     from sgm_export.export.files import copy_file
-    from sgm_export.export.onnx.clients import GENAI_CONFIG, genai_config, state_special_tokens, transformers_js_config
+    from sgm_export.export.onnx.clients import (
+        GENAI_CONFIG,
+        genai_config,
+        state_processor_files,
+        state_special_tokens,
+        transformers_js_config,
+    )
     from sgm_export.export.onnx.description import describe_export, write_description
     from sgm_export.export.onnx.graph import GlassesGraphError, drop_local_metadata, find_glasses, name_glasses, save_graph
     from sgm_export.export.onnx.trace import OPSET, WRAPPED
@@ -79,6 +87,7 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
         for file in source.companion_files():
             copy_file(file, staging / file.name)
         state_special_tokens(staging)
+        state_processor_files(staging)
         save_glasses(source.glasses, staging / GLASSES_FILE)
         graphs, cache, stems, image = _trace(source, options.dtype)
         advance(1)

@@ -1,4 +1,8 @@
-"""LLaVA-NeXT's vision tower and projector over image tiles, without the packing.
+"""LLaVA's and LLaVA-NeXT's vision tower and projector, traced without transformers' Python
+bookkeeping around them.
+
+LLaVA's `get_image_features` returns its features as a Python list of images, which fixes the
+traced graph to the number of images it was traced with; here they stay one tensor.
 
 transformers' `get_image_features` runs the tower on every tile of every image, then packs each
 image's tiles with Python arithmetic on its original size (which grid of tiles, how much padding
@@ -14,6 +18,33 @@ from torch import nn
 IMAGE_NEWLINE = "image_newline"
 
 
+def projected_patches(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """pixel_values [images, 3, H, W] -> [images, tokens, hidden]: the tower's chosen layer(s),
+    without the CLS token for the `default` strategy, through the projector."""
+    inner, config = model.model, model.config
+    layer = config.vision_feature_layer
+    hidden_states = inner.vision_tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+    if isinstance(layer, int):
+        selected = hidden_states[layer]
+    else:
+        selected = torch.cat([hidden_states[index] for index in layer], dim=-1)
+    if config.vision_feature_select_strategy == "default":
+        selected = selected[:, 1:]
+    return inner.multi_modal_projector(selected)
+
+
+class PatchEncoder(nn.Module):
+    """LLaVA: pixel_values [images, 3, H, W] -> image features [images * tokens, hidden]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = projected_patches(self.model, pixel_values)
+        return features.reshape(-1, features.shape[-1])
+
+
 class AnyresTileEncoder(nn.Module):
     """pixel_values [tiles, 3, H, W] -> features [tiles, tokens per tile, hidden], image_newline [hidden]."""
 
@@ -22,14 +53,4 @@ class AnyresTileEncoder(nn.Module):
         self.model = model
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inner = self.model.model
-        config = self.model.config
-        layer = config.vision_feature_layer
-        hidden_states = inner.vision_tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
-        if isinstance(layer, int):
-            selected = hidden_states[layer]
-        else:
-            selected = torch.cat([hidden_states[index] for index in layer], dim=-1)
-        if config.vision_feature_select_strategy == "default":
-            selected = selected[:, 1:]
-        return inner.multi_modal_projector(selected), inner.image_newline
+        return projected_patches(self.model, pixel_values), self.model.model.image_newline

@@ -9,6 +9,14 @@ probe with and without special tokens). It also reads a graph's external weights
 `config.json`'s `transformers.js_config.use_external_data_format` names the graph. ONNX Runtime
 GenAI opens a folder only through its `genai_config.json`, which names the graph, its inputs and
 outputs and the cache's shape.
+
+For vision-language folders transformers.js reads the image processor from
+`preprocessor_config.json` (transformers 5 saves it inside `processor_config.json`), so it is
+written beside it. Its LLaVA processor counts an image's tokens as patches plus
+`num_additional_image_tokens`, without removing the CLS token the `default` feature strategy
+drops, so the pair is stated in the equivalent form both clients count alike (`full` and one
+additional token fewer: the same count in transformers). Most of its processors take the chat
+template from the tokenizer, so `chat_template.jinja` is stated in `tokenizer_config.json` too.
 """
 
 import json
@@ -18,6 +26,9 @@ from typing import Any
 from tokenizers import Tokenizer
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
+PROCESSOR_CONFIG = "processor_config.json"
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
 TOKENIZER_FILE = "tokenizer.json"
 TRANSFORMERS_JS_CONFIG = "transformers.js_config"
 GENAI_CONFIG = "genai_config.json"
@@ -52,6 +63,28 @@ def added_special_tokens(tokenizer: Tokenizer, config: dict[str, Any]) -> dict[s
 def _content(token: str | dict) -> str:
     """A special token as tokenizer_config.json writes it: a string or an AddedToken's fields."""
     return token["content"] if isinstance(token, dict) else token
+
+
+def state_processor_files(folder: Path) -> None:
+    """Write `preprocessor_config.json` from `processor_config.json`'s image processor, and state
+    LLaVA's image-token count in the form transformers.js counts too (see the module docstring)."""
+    path, template, tokenizer_config = folder / PROCESSOR_CONFIG, folder / CHAT_TEMPLATE_FILE, folder / TOKENIZER_CONFIG
+    if not path.is_file():
+        return
+    if template.is_file() and tokenizer_config.is_file():
+        tokens = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+        if "chat_template" not in tokens:
+            tokens["chat_template"] = template.read_text(encoding="utf-8")
+            tokenizer_config.write_text(json.dumps(tokens, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    config = json.loads(path.read_text(encoding="utf-8"))
+    image = config.get("image_processor")
+    if isinstance(image, dict) and not (folder / PREPROCESSOR_CONFIG).is_file():
+        flat = {**image, **({"processor_class": config["processor_class"]} if "processor_class" in config else {})}
+        (folder / PREPROCESSOR_CONFIG).write_text(json.dumps(flat, indent=2) + "\n", encoding="utf-8")
+    extra = config.get("num_additional_image_tokens")
+    if config.get("vision_feature_select_strategy") == "default" and isinstance(extra, int) and extra >= 1:
+        config.update(vision_feature_select_strategy="full", num_additional_image_tokens=extra - 1)
+        path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def transformers_js_config(external_data: dict[str, str | None]) -> dict[str, Any]:

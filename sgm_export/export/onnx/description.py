@@ -47,16 +47,18 @@ HOW_TO_RUN = [
 HOW_TO_RUN_WITH_IMAGES = [
     "Build each prompt with the processor (chat template, one run of image tokens per image) and make the images' "
     "pixel_values (and image_grid_thw) with its image processor.",
-    "vision_encoder: pixel_values (+ image_grid_thw, one image per run when image.one_image_per_run) -> image_features, "
-    "one row per image token, images in the order their tokens appear over the batch.",
+    "vision_encoder: pixel_values (+ the images' [t, h, w] grids under the name in image.vision_inputs) -> image_features, "
+    "one row per image token, images in the order their tokens appear over the batch; with image.anyres (LLaVA-NeXT) "
+    "it takes every image's tiles and returns each tile's features and image_newline, which the runtime packs per image.",
     "embed_tokens: the left-padded input_ids -> inputs_embeds; replace the rows of image tokens (image.image_token_id), "
     "in reading order, with the image_features rows.",
     "decoder: inputs_embeds, attention_mask, position_ids and empty past_key_values as for text models; with "
     "image.position_axes 3 (M-RoPE) position_ids is [3, batch, sequence]: text counts up on all three axes, an image's "
     "tokens take (start, start + row, start + column) over its merged grid and the text after it resumes at start plus "
-    "the grid's larger side; with token_type_ids in image.decoder_inputs, pass 1 on image tokens and 0 elsewhere.",
+    "the grid's larger side; with token_type_ids in image.decoder_inputs, pass 1 on image tokens and 0 elsewhere, or with "
+    "image.prefix_lm (PaliGemma) 0 on the whole prompt; add image.position_offset to every position.",
     "Decode as for text models, embedding each new token with embed_tokens; positions continue from each row's largest "
-    "position plus one (on all three axes), token_type_ids are 0.",
+    "position plus one (on all three axes), token_type_ids are 0 (1 with image.prefix_lm).",
 ]
 
 

@@ -16,19 +16,20 @@ class MultimodalTraits:
     vision_inputs: tuple[str, ...] = ()  # beyond pixel_values
     decoder_inputs: tuple[str, ...] = ()  # beyond inputs_embeds, attention_mask, position_ids and the cache
     position_axes: int = 1  # 3: position_ids is [3, batch, sequence] (M-RoPE)
-    one_image_per_run: bool = False  # the vision graph takes one image per run (its patches vary)
+    patch_features: bool = False  # LLaVA: the vision graph is the tower and projector (`anyres_vision.PatchEncoder`)
     anyres: bool = False  # LLaVA-NeXT: the vision graph encodes tiles; the runtime packs them (`runtime.vision.pack_anyres`)
     prefix_lm: bool = False  # token_type_ids mark the prompt (0, attended bidirectionally) and the generated tokens (1)
     position_offset: int = 0  # 1: positions count from 1 (PaliGemma)
     packed_vision: bool = False  # the tower is traced by `qwen_vision` (all images of a run packed, masked attention)
+    # Qwen's grid input is named as transformers.js feeds it: `grid_thw` for Qwen2-VL, `image_grid_thw` for Qwen2.5-VL.
 
 
 MULTIMODAL_TRAITS = {
-    "llava": MultimodalTraits(),
+    "llava": MultimodalTraits(patch_features=True),
     "llava_next": MultimodalTraits(anyres=True),
     "paligemma": MultimodalTraits(decoder_inputs=("token_type_ids",), prefix_lm=True, position_offset=1),
     "gemma3": MultimodalTraits(decoder_inputs=("token_type_ids",)),
-    "qwen2_vl": MultimodalTraits(vision_inputs=("image_grid_thw",), position_axes=3, one_image_per_run=True),
+    "qwen2_vl": MultimodalTraits(vision_inputs=("grid_thw",), position_axes=3, packed_vision=True),
     "qwen2_5_vl": MultimodalTraits(vision_inputs=("image_grid_thw",), position_axes=3, packed_vision=True),
 }
 

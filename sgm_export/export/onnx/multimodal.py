@@ -1,6 +1,6 @@
 """Tracing a vision-language model into the three graphs of the onnx-community layout:
 
-    vision_encoder.onnx         pixel_values (+ image_grid_thw)  -> image_features [image tokens, hidden]
+    vision_encoder.onnx         pixel_values (+ the images' grids)  -> image_features [image tokens, hidden]
     embed_tokens.onnx           input_ids                         -> inputs_embeds
     decoder_model_merged.onnx   inputs_embeds, attention_mask, position_ids, past_key_values.*
                                 (+ token_type_ids)                -> logits, present.*
@@ -23,7 +23,9 @@ from transformers import DynamicCache
 
 from sgm_export.apply import glasses_applied
 from sgm_export.arch import Family
+from sgm_export.export.onnx.anyres_vision import IMAGE_NEWLINE, AnyresTileEncoder, PatchEncoder
 from sgm_export.export.onnx.families import MultimodalTraits
+from sgm_export.export.onnx.qwen_vision import QwenVisionEncoder
 from sgm_export.export.onnx.trace import DTYPES, cache_spec, export_module
 from sgm_export.glasses import Glasses
 from sgm_export.runtime.layout import (
@@ -54,7 +56,6 @@ def image_facts(config, traits: MultimodalTraits) -> dict:
         "vision_inputs": list(traits.vision_inputs),
         "decoder_inputs": list(traits.decoder_inputs),
         "position_axes": traits.position_axes,
-        "one_image_per_run": traits.one_image_per_run,
         "spatial_merge_size": getattr(vision_config, "spatial_merge_size", None),
         "image_size": getattr(vision_config, "image_size", None),
         "patch_size": getattr(vision_config, "patch_size", None),
@@ -66,17 +67,15 @@ def image_facts(config, traits: MultimodalTraits) -> dict:
 
 
 class VisionEncoder(nn.Module):
-    """Images to the features that replace the image tokens' embeddings, one row per token."""
+    """Images to the features that replace the image tokens' embeddings, one row per token
+    (Gemma 3, PaliGemma: `get_image_features` returns one tensor for the whole batch)."""
 
-    def __init__(self, model: nn.Module, extra_inputs: tuple[str, ...]) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.extra_inputs = extra_inputs
 
-    def forward(self, pixel_values, extras: list[torch.Tensor]):
-        features = self.model.get_image_features(pixel_values=pixel_values, **dict(zip(self.extra_inputs, extras))).pooler_output
-        if isinstance(features, (list, tuple)):
-            return torch.cat(list(features), dim=0)
+    def forward(self, pixel_values):
+        features = self.model.get_image_features(pixel_values=pixel_values).pooler_output
         return features.reshape(-1, features.shape[-1])
 
 
@@ -172,63 +171,39 @@ def trace_multimodal(
 
 
 def _trace_vision(model: nn.Module, traits: MultimodalTraits) -> ir.Model:
-    """Trace the vision tower and projector.
-
-    Qwen2-VL's tower cuts its patch sequence per image in Python loops that torch.export cannot
-    follow; transformers' own exporter patches (applied here) turn them into traceable tensor
-    operations, valid for one image at a time, so that graph takes one image per run.
-    """
-    import transformers.exporters.exporter_onnx  # noqa: F401  (registers transformers' export patches)
-    from transformers.exporters.utils import apply_patches
-
+    """Trace the vision tower and projector: every image (or tile, or patch) of a run in one graph."""
     vision_config = model.config.vision_config
     dtype = next(model.parameters()).dtype
     generator = torch.Generator().manual_seed(0)
     if traits.packed_vision:
-        return _trace_packed_vision(model, dtype, generator)
+        return _trace_packed_vision(model, traits, dtype, generator)
     if traits.anyres:
         return _trace_anyres_vision(model, dtype, generator)
-    if "image_grid_thw" in traits.vision_inputs:
-        side = 2 * vision_config.spatial_merge_size
-        patch_width = vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
-        args = (torch.randn(side * side, patch_width, generator=generator).to(dtype), [torch.tensor([[1, side, side]])])
-        dynamic_shapes = {"pixel_values": {0: Dim(PATCHES)}, "extras": [None]}
-    else:
-        size = vision_config.image_size
-        args = (torch.randn(2, vision_config.num_channels, size, size, generator=generator).to(dtype), [])
-        dynamic_shapes = {"pixel_values": {0: Dim(IMAGES)}, "extras": []}
-    with apply_patches("dynamo"), apply_patches("onnx"):
-        return export_module(
-            VisionEncoder(model, traits.vision_inputs),
-            args,
-            dynamic_shapes,
-            [PIXEL_VALUES, *traits.vision_inputs],
-            [IMAGE_FEATURES],
-        )
+    size = vision_config.image_size
+    images = torch.randn(2, vision_config.num_channels, size, size, generator=generator).to(dtype)
+    module = PatchEncoder(model) if traits.patch_features else VisionEncoder(model)
+    return export_module(module, (images,), {"pixel_values": {0: Dim(IMAGES)}}, [PIXEL_VALUES], [IMAGE_FEATURES])
 
 
-def _trace_packed_vision(model: nn.Module, dtype: torch.dtype, generator: torch.Generator) -> ir.Model:
-    """Qwen2.5-VL's tower over every image of a run (two images of different grids while tracing)."""
-    from sgm_export.export.onnx.qwen_vision import Qwen25VisionEncoder
-
+def _trace_packed_vision(model: nn.Module, traits: MultimodalTraits, dtype: torch.dtype, generator: torch.Generator) -> ir.Model:
+    """Qwen2-VL's or Qwen2.5-VL's tower over every image of a run (two images of different grids while tracing)."""
     vision_config = model.config.vision_config
     side = 2 * vision_config.spatial_merge_size
     patch_width = vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
     grid = torch.tensor([[1, side, side], [1, side, 2 * side]])
     pixel_values = torch.randn(int(grid.prod(-1).sum()), patch_width, generator=generator).to(dtype)
+    (grid_name,) = traits.vision_inputs
     return export_module(
-        Qwen25VisionEncoder(model),
+        QwenVisionEncoder(model),
         (pixel_values, grid),
-        {"pixel_values": {0: Dim(PATCHES)}, "image_grid_thw": {0: Dim(IMAGES)}},
-        [PIXEL_VALUES, "image_grid_thw"],
+        {"pixel_values": {0: Dim(PATCHES)}, "grid_thw": {0: Dim(IMAGES)}},
+        [PIXEL_VALUES, grid_name],
         [IMAGE_FEATURES],
     )
 
 
 def _trace_anyres_vision(model: nn.Module, dtype: torch.dtype, generator: torch.Generator) -> ir.Model:
     """LLaVA-NeXT's tower and projector over image tiles, and its image_newline vector."""
-    from sgm_export.export.onnx.anyres_vision import IMAGE_NEWLINE, AnyresTileEncoder
-
     vision_config = model.config.vision_config
     size = vision_config.image_size
     tiles = torch.randn(3, vision_config.num_channels, size, size, generator=generator).to(dtype)

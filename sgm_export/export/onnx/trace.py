@@ -12,6 +12,7 @@ named initializer feeding a `Mul` before the output projection.
 import contextlib
 import io
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 
@@ -107,7 +108,38 @@ def export_module(module: nn.Module, args: tuple, dynamic_shapes: dict, input_na
             optimize=True,
             verbose=False,
         )
+    name_axes(program.model, dynamic_shapes)
     return program.model
+
+
+def name_axes(model: ir.Model, dynamic_shapes: dict) -> None:
+    """Give every symbolic axis of the graph the name its `Dim` has (`batch_size`, ...).
+
+    torch.onnx renames the exporter's own symbols (`s10`, `s29 + s15`) only when the flattened
+    dynamic shapes line up with the graph's inputs one to one, which an empty list of extra
+    inputs breaks; transformers.js sizes the first step's empty past by these names, so they are
+    renamed here for every graph, in inputs, outputs and intermediate values alike."""
+    specs = [spec for value in dynamic_shapes.values() for spec in (value if isinstance(value, list) else [value])]
+    names = {}
+    for graph_input, spec in zip(model.graph.inputs, specs):
+        for axis, dim in (spec or {}).items():
+            symbol = graph_input.shape[axis]
+            if isinstance(symbol, ir.SymbolicDim) and symbol.value is not None:
+                names[symbol.value] = dim.__name__
+    if not names:
+        return
+    pattern = re.compile(r"\b(" + "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True)) + r")\b")
+    values = [*model.graph.inputs, *model.graph.outputs, *(output for node in model.graph.all_nodes() for output in node.outputs)]
+    for value in values:
+        if value.shape is None:
+            continue
+        dims = [
+            ir.SymbolicDim(pattern.sub(lambda match: names[match.group(1)], dim.value))
+            if isinstance(dim, ir.SymbolicDim) and dim.value is not None
+            else dim
+            for dim in value.shape
+        ]
+        value.shape = ir.Shape(dims)
 
 
 @contextlib.contextmanager
