@@ -58,12 +58,12 @@ def runtime_config(folder):
     return AutoConfig.from_pretrained(folder)
 
 
-def reference(module_dir, images: list) -> tuple[dict, torch.Tensor]:
+def reference(module_dir, images: list, prompts: list[str] = PROMPTS, new_tokens: int = NEW_TOKENS) -> tuple[dict, torch.Tensor]:
     """The module export's processor inputs and greedy continuation in transformers (left-padded)."""
     model = AutoModelForImageTextToText.from_pretrained(module_dir, trust_remote_code=True).eval()
     processor = load_processor(module_dir, trust_remote_code=True)
     processor.tokenizer.padding_side = "left"
-    texts = rendered_prompts(processor, PROMPTS)
+    texts = rendered_prompts(processor, prompts)
     bos = processor.tokenizer.bos_token
     pictures = [[Image.open(path).convert("RGB")] for path in images]
     inputs = processor(
@@ -72,8 +72,8 @@ def reference(module_dir, images: list) -> tuple[dict, torch.Tensor]:
     with torch.no_grad():
         output = model.generate(
             **inputs,
-            max_new_tokens=NEW_TOKENS,
-            min_new_tokens=NEW_TOKENS,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
             do_sample=False,
             output_logits=True,
             return_dict_in_generate=True,

@@ -1,6 +1,8 @@
 """The ONNX folder in transformers.js, as a user runs it: `pipeline("text-generation", folder)` and
 `AutoModelForCausalLM.generate` in Node with default options must give the same greedy tokens as
-the module export in transformers, for one prompt and for a left-padded batch.
+the module export in transformers, for one prompt and for a left-padded batch. Vision-language
+folders of the families transformers.js runs (LLaVA, Qwen2-VL, Qwen2.5-VL) must do the same from
+an image with `AutoProcessor` and `AutoModelForImageTextToText`.
 
 Runs where `node` is on PATH and `@huggingface/transformers` is installed in `$SGM_EXPORT_NODE_DIR`
 (default: `.node/` in the repository, where `.ci/run` installs it); skipped otherwise. The npm
@@ -24,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 NODE_DIR = Path(os.environ.get("SGM_EXPORT_NODE_DIR", REPO / ".node"))
 PACKAGE = NODE_DIR / "node_modules" / "@huggingface" / "transformers" / "package.json"
 SCRIPT = Path(__file__).with_name("transformers_js_generate.mjs")
+VISION_SCRIPT = Path(__file__).with_name("transformers_js_vision.mjs")
 PROMPTS = ["you are a fool and", "the children are building a sandcastle on the"]
 NEW_TOKENS = 10
 
@@ -80,3 +83,55 @@ def test_add_bos_token_follows_the_tokenizer(tiny_models):
     assert added_special_tokens(tokenizer, config) == {"add_bos_token": True, "add_eos_token": False}
     tokenizer.post_processor = processors.ByteLevel()
     assert added_special_tokens(tokenizer, config) == {"add_bos_token": False, "add_eos_token": False}
+
+
+# transformers.js's own processors decide what can be compared: its LLaVA processor takes (images,
+# text) and its Qwen processors (text, images); the Qwen processors tokenize a batch without
+# padding, and its image-text forward rebuilds the decode mask without the left padding, so a
+# batch is compared only for LLaVA, with rows of equal length. Images come at the size the
+# processor keeps (no resampling), because transformers.js resizes with other filters than Pillow.
+VISION_FAMILIES = {
+    "llava": {"images_first": True, "rows": 2, "size": (28, 28)},
+    "qwen2_vl": {"images_first": False, "rows": 1, "size": (56, 56)},
+    "qwen2_5_vl": {"images_first": False, "rows": 1, "size": (56, 56)},
+}
+VISION_PROMPT = "What is in this picture?"
+
+
+@needs_transformers_js
+@pytest.mark.parametrize("model_type", sorted(VISION_FAMILIES))
+def test_transformers_js_generates_from_an_image(tmp_path, model_type):
+    from PIL import Image
+
+    from sgm_export.arch import decoder_projections
+    from sgm_export.data.images import neutral_image_paths
+    from sgm_export.export.onnx import export_onnx
+    from sgm_export.models.load import load_model
+    from tests.test_export import random_glasses
+    from tests.test_onnx_multimodal import reference as vision_reference
+    from tests.tiny_vlm import build_tiny_vlm
+
+    family = VISION_FAMILIES[model_type]
+    base_dir = build_tiny_vlm(model_type, tmp_path / "base")
+    base = load_model(str(base_dir), dtype="float32")
+    glasses = random_glasses([int(p.weight.shape[1]) for p in decoder_projections(base.model, base.family)])
+    module_dir = export_checkpoint(str(base_dir), glasses, tmp_path / "module", format="module")
+    folder = export_onnx(str(module_dir), tmp_path / "onnx")
+    images = []
+    for index, photo in enumerate(neutral_image_paths()[1 : 1 + family["rows"]]):
+        with Image.open(photo) as opened:
+            opened.convert("RGB").resize(family["size"], Image.BICUBIC).save(tmp_path / f"image{index}.png")
+        images.append(tmp_path / f"image{index}.png")
+    prompts = [VISION_PROMPT] * family["rows"]
+    pairs = [str(item) for pair in zip(prompts, images) for item in pair]
+    command = ["node", str(VISION_SCRIPT), str(NODE_DIR), str(folder), str(NEW_TOKENS), "1" if family["images_first"] else "0", *pairs]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got.keys() == ({"single", "batch"} if family["rows"] > 1 else {"single"})
+    for key, count in (("single", 1), ("batch", family["rows"])):
+        if key not in got:
+            continue
+        inputs, expected = vision_reference(module_dir, images[:count], prompts[:count], NEW_TOKENS)
+        assert got[key]["input_ids"] == inputs["input_ids"].tolist()  # chat template and image tokens as transformers lays them out
+        assert got[key]["sequences"] == expected.sequences.tolist()

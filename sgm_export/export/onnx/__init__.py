@@ -76,6 +76,7 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
         genai_config,
         state_processor_files,
         state_special_tokens,
+        top_level_text_fields,
         transformers_js_config,
     )
     from sgm_export.export.onnx.description import describe_export, write_description
@@ -104,7 +105,7 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
             drop_local_metadata(graph)
             file = graph_file(stems[name], options.dtype)
             files[name] = (file, save_graph(graph, onnx_dir / file, external_data_threshold))
-        config = {**source.config, **transformers_js_config(dict(files.values()))}
+        config = {**source.config, **top_level_text_fields(source.config), **transformers_js_config(dict(files.values()))}
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         generation_path = staging / "generation_config.json"
         generation_config = json.loads(generation_path.read_text(encoding="utf-8")) if generation_path.is_file() else {}

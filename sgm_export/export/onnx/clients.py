@@ -17,6 +17,8 @@ written beside it. Its LLaVA processor counts an image's tokens as patches plus
 drops, so the pair is stated in the equivalent form both clients count alike (`full` and one
 additional token fewer: the same count in transformers). Most of its processors take the chat
 template from the tokenizer, so `chat_template.jinja` is stated in `tokenizer_config.json` too.
+For Qwen2-VL it sizes the cache from `config.json`'s top level (transformers 4's layout), where
+transformers 5 keeps those fields in `text_config` only: they are stated at the top level too.
 """
 
 import json
@@ -85,6 +87,16 @@ def state_processor_files(folder: Path) -> None:
     if config.get("vision_feature_select_strategy") == "default" and isinstance(extra, int) and extra >= 1:
         config.update(vision_feature_select_strategy="full", num_additional_image_tokens=extra - 1)
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+TOP_LEVEL_TEXT_FIELDS = {"qwen2_vl": ("num_hidden_layers", "num_key_value_heads", "num_attention_heads", "hidden_size")}
+
+
+def top_level_text_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The text config's cache-shape fields that transformers.js reads from the top level for this model type."""
+    text = config.get("text_config") or {}
+    names = TOP_LEVEL_TEXT_FIELDS.get(config.get("model_type"), ())
+    return {name: text[name] for name in names if name in text and name not in config}
 
 
 def transformers_js_config(external_data: dict[str, str | None]) -> dict[str, Any]:
