@@ -39,7 +39,7 @@ from tests.tiny_vlm import build_tiny_vlm
 
 NEW_TOKENS = 6
 PROMPTS = ["What is in this picture?", "Describe it"]
-SUPPORTED = "supported: gemma3, llava, llava_next, paligemma, qwen2_5_vl, qwen2_vl"  # Mllama (cross-attention) stays out
+SUPPORTED = "supported: gemma3, idefics3, llava, llava_next, paligemma, qwen2_5_vl, qwen2_vl, smolvlm"  # Mllama (cross-attention) stays out
 GRAPHS = ["decoder_model_merged.onnx", "embed_tokens.onnx", "sgm_onnx.json", "vision_encoder.onnx"]
 
 
@@ -50,6 +50,15 @@ def two_images(tmp_path) -> list:
     with Image.open(neutral_image_paths()[2]) as opened:
         opened.convert("RGB").crop((0, 0, 300, 120)).save(wide)
     return [photo, wide]
+
+
+def split_images(base_dir) -> None:
+    """Turn on Idefics3's image splitting: the longest edge to 112, tiles of 56 (a 2x2 or 1x2 grid
+    of tiles, then the whole image), so the test covers the tiled layout and its row/column tags."""
+    path = base_dir / "processor_config.json"
+    config = json.loads(path.read_text())
+    config["image_processor"].update(do_image_splitting=True, size={"longest_edge": 112})
+    path.write_text(json.dumps(config))
 
 
 def runtime_config(folder):
@@ -82,9 +91,11 @@ def reference(module_dir, images: list, prompts: list[str] = PROMPTS, new_tokens
     return inputs, output
 
 
-@pytest.mark.parametrize("model_type", ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3", "paligemma"])
+@pytest.mark.parametrize("model_type", ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3", "paligemma", "idefics3", "smolvlm"])
 def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, model_type):
     base_dir = build_tiny_vlm(model_type, tmp_path / "base")
+    if model_type in ("idefics3", "smolvlm"):
+        split_images(base_dir)
     base = load_model(str(base_dir), dtype="float32")
     glasses = random_glasses([int(p.weight.shape[1]) for p in decoder_projections(base.model, base.family)])
     module_dir = export_checkpoint(str(base_dir), glasses, tmp_path / "module", format="module")
@@ -109,6 +120,8 @@ def test_onnx_of_a_module_export_generates_its_tokens_from_images(tmp_path, mode
     assert np.abs(arrays["pixel_values"] - processor_pixels(inputs, runtime_config(folder))).max() < 1e-4
     if model_type == "llava_next":  # two tiling grids: the wide crop gets more tiles than the whole-image tile alone
         assert arrays["image_sizes"].tolist() == inputs["image_sizes"].tolist()
+        assert len(arrays["pixel_values"]) > 2 * 2
+    if model_type in ("idefics3", "smolvlm"):  # split: each image's tiles, then the whole image
         assert len(arrays["pixel_values"]) > 2 * 2
     if model_type in ("qwen2_vl", "qwen2_5_vl"):
         assert arrays["image_grid_thw"].tolist() == inputs["image_grid_thw"].tolist()

@@ -11,6 +11,9 @@ steps of transformers' Pillow image processors, which it is tested against:
 - LLaVA-NeXT: the whole image resized to a square, then the tiles of the image fitted into the
   best of `image_grid_pinpoints` (aspect kept, centred on black), each tile processed as LLaVA's;
   the tokens count the whole image's patches, then the unpadded tile grid with one newline per row.
+- Idefics3 / SmolVLM: the longest edge resized, then (with image splitting) square tiles of
+  `max_image_size` and the whole image at that size, each with `image_seq_len` tokens tagged
+  `<row_r_col_c>` and `<global-img>`; without splitting, the whole image only.
 - Gemma 3 (SigLIP): resize to the fixed size, rescale, normalise; the start-of-image token becomes
   `\\n\\n<boi>` + `image_seq_length` image tokens + `<eoi>\\n\\n`.
 - Qwen2-VL and Qwen2.5-VL: `smart_resize` to multiples of patch x merge within the pixel bounds, rescale,
@@ -30,7 +33,11 @@ from sgm_export.errors import CheckpointError, DataError
 from sgm_export.runtime.vision import select_best_resolution, unpadded_grid
 
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
-QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl")  # the same image processor: flattened patches on a smart-resized grid
+QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl")
+IDEFICS_TYPES = (
+    "idefics3",
+    "smolvlm",
+)  # the same image processor and prompt string  # the same image processor: flattened patches on a smart-resized grid
 
 
 @dataclass
@@ -41,6 +48,7 @@ class ImageInputs:
     image_grid_thw: np.ndarray | None  # [3] for Qwen2-VL and Qwen2.5-VL
     n_tokens: int
     image_size: np.ndarray | None = None  # [2] (height, width) of the original image, for LLaVA-NeXT's packing
+    grid: tuple[int, int] = (0, 0)  # Idefics3 / SmolVLM: rows and columns of tiles (0, 0: not split)
 
 
 class VisionProcessor:
@@ -86,7 +94,7 @@ class VisionProcessor:
         """Token ids of the rendered prompt with the image's placeholder expanded."""
         text = self.render(prompt, image is not None)
         if image is not None:
-            placeholder, expanded = self._expansion(image.n_tokens)
+            placeholder, expanded = self._expansion(image)
             if text.count(placeholder) != 1:
                 raise CheckpointError(
                     f"the chat template wrote {text.count(placeholder)} image placeholders", "use the model's own template"
@@ -102,6 +110,8 @@ class VisionProcessor:
             return self._qwen_patches(array)
         if self.model_type == "llava_next":
             return self._anyres_tiles(array)
+        if self.model_type in IDEFICS_TYPES:
+            return self._idefics_images(array)
         pixels = self._standard(array)
         return ImageInputs(pixels, None, self._token_count(pixels.shape[1], pixels.shape[2]))
 
@@ -150,6 +160,40 @@ class VisionProcessor:
         pixels = np.stack([self._standard(part) for part in tiles])
         return ImageInputs(pixels, None, self._anyres_token_count(size, pixels.shape[2], pixels.shape[3]), np.array(size, dtype=np.int64))
 
+    def _idefics_images(self, array: np.ndarray) -> ImageInputs:
+        """Idefics3 / SmolVLM: resize the longest edge, then either split into square tiles of
+        `max_image_size` (after resizing to multiples of it) followed by the whole image at that
+        size, or resize the whole image to it; rescale and normalise each."""
+        settings = self.image
+        resample = settings.get("resample", 1)
+        tile = int(settings["max_image_size"]["longest_edge"])
+        if settings.get("do_resize", True):
+            array = _resize(array, _idefics_longest_edge(array.shape[0], array.shape[1], int(settings["size"]["longest_edge"])), resample)
+        rows = columns = 0
+        frames = [array]
+        if settings.get("do_image_splitting", True):
+            height, width = _idefics_multiples(array.shape[0], array.shape[1], tile)
+            array = _resize(array, (height, width), resample)
+            if height > tile or width > tile:
+                rows, columns = (height - tile) // tile + 1, (width - tile) // tile + 1
+                frames = [array[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] for r in range(rows) for c in range(columns)]
+                frames.append(_resize(array, (tile, tile), resample))
+        else:
+            frames = [_resize(array, (tile, tile), resample)]
+        pixels = np.stack([self._rescale_normalize(frame).transpose(2, 0, 1) for frame in frames])
+        return ImageInputs(pixels, None, len(frames) * int(self.processor["image_seq_len"]), grid=(rows, columns))
+
+    def _idefics_prompt(self, grid: tuple[int, int]) -> str:
+        """The image's run of tokens: each tile tagged with its row and column, then the whole image."""
+        fake, image = "<fake_token_around_image>", self.processor.get("image_token") or "<image>"
+        run = image * int(self.processor["image_seq_len"])
+        whole = f"{fake}<global-img>{run}{fake}"
+        rows, columns = grid
+        if rows == columns == 0:
+            return whole
+        lines = "".join("".join(f"{fake}<row_{r + 1}_col_{c + 1}>{run}" for c in range(columns)) + "\n" for r in range(rows))
+        return f"{lines}\n{whole}"
+
     def _anyres_token_count(self, size: tuple[int, int], height: int, width: int) -> int:
         """LLaVA-NeXT's image tokens: the whole image's, then the unpadded tile grid's with one newline per row."""
         best_height, best_width = select_best_resolution(size, self.image["image_grid_pinpoints"])
@@ -166,8 +210,11 @@ class VisionProcessor:
         count = (height // patch) * (width // patch) + int(self.processor.get("num_additional_image_tokens", 0))
         return count - 1 if self.processor.get("vision_feature_select_strategy") == "default" else count
 
-    def _expansion(self, n_tokens: int) -> tuple[str, str]:
+    def _expansion(self, image: ImageInputs) -> tuple[str, str]:
         """The placeholder the chat template writes for an image, and what the processor makes of it."""
+        n_tokens = image.n_tokens
+        if self.model_type in IDEFICS_TYPES:
+            return self.processor.get("image_token") or "<image>", self._idefics_prompt(image.grid)
         if self.model_type == "gemma3":
             boi, image, eoi = self.tokens["boi_token"], self.tokens["image_token"], self.tokens["eoi_token"]
             return boi, f"\n\n{boi}{image * n_tokens}{eoi}\n\n"
@@ -217,6 +264,39 @@ def _resize(array: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarr
     from PIL import Image
 
     return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample=resample))
+
+
+def _idefics_longest_edge(height: int, width: int, longest: int) -> tuple[int, int]:
+    """Idefics3's first resize: the longest edge to `longest`, the other kept in proportion and
+    rounded up to even, neither above 4096 (transformers' `get_resize_output_image_size`)."""
+    aspect = width / height
+    if width >= height:
+        width = longest
+        height = int(width / aspect)
+        height += height % 2
+    else:
+        height = longest
+        width = int(height * aspect)
+        width += width % 2
+    height, width = max(height, 1), max(width, 1)
+    aspect = width / height
+    if width >= height and width > 4096:
+        width, height = 4096, int(4096 / aspect)
+    elif height > width and height > 4096:
+        height, width = 4096, int(4096 * aspect)
+    return max(height, 1), max(width, 1)
+
+
+def _idefics_multiples(height: int, width: int, tile: int) -> tuple[int, int]:
+    """Idefics3's resize before splitting: both edges up to multiples of the tile, aspect kept."""
+    aspect = width / height
+    if width >= height:
+        width = math.ceil(width / tile) * tile
+        height = math.ceil(int(width / aspect) / tile) * tile
+    else:
+        height = math.ceil(height / tile) * tile
+        width = math.ceil(int(height * aspect) / tile) * tile
+    return height, width
 
 
 def _smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:

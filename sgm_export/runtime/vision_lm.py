@@ -57,6 +57,8 @@ class OnnxVisionLM(OnnxCausalLM):
         elif present and present[0].image_grid_thw is not None:  # flattened patches (Qwen): concatenated, with their grids
             arrays = {PIXEL_VALUES: np.concatenate([image.pixel_values for image in present])}
             arrays[IMAGE_GRID_THW] = np.stack([image.image_grid_thw for image in present])
+        elif present and present[0].pixel_values.ndim == 4:  # Idefics3 / SmolVLM: every image's tiles in a row
+            arrays = {PIXEL_VALUES: np.concatenate([image.pixel_values for image in present])}
         elif present:
             arrays = {PIXEL_VALUES: np.stack([image.pixel_values for image in present])}
         return ids, arrays

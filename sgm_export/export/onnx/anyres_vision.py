@@ -1,5 +1,5 @@
-"""LLaVA's and LLaVA-NeXT's vision tower and projector, traced without transformers' Python
-bookkeeping around them.
+"""LLaVA's, LLaVA-NeXT's and Idefics3's vision tower and projector, traced without
+transformers' Python bookkeeping around them.
 
 LLaVA's `get_image_features` returns its features as a Python list of images, which fixes the
 traced graph to the number of images it was traced with; here they stay one tensor.
@@ -54,3 +54,23 @@ class AnyresTileEncoder(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return projected_patches(self.model, pixel_values), self.model.model.image_newline
+
+
+class IdeficsEncoder(nn.Module):
+    """Idefics3 / SmolVLM: pixel_values [images, 3, H, W] -> image features [images * tokens, hidden].
+
+    transformers drops the all-zero images that pad a batch to the most images of any row, a
+    data-dependent selection; the runtime sends only real images (each tile and the global image
+    of a split image count as one), whose pixels fill the whole frame, so every patch is attended."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        inner = self.model.model
+        patch = inner.config.vision_config.patch_size
+        patches = torch.ones(pixel_values.shape[0], pixel_values.shape[2] // patch, pixel_values.shape[3] // patch, dtype=torch.bool)
+        hidden = inner.vision_model(pixel_values=pixel_values.to(inner.dtype), patch_attention_mask=patches).last_hidden_state
+        features = inner.connector(hidden)
+        return features.reshape(-1, features.shape[-1])

@@ -54,6 +54,9 @@ def processor_pixels(inputs: dict[str, torch.Tensor], config) -> np.ndarray:
     pixels = inputs["pixel_values"]
     if pixels.ndim != 5:
         return pixels.numpy()
+    if "image_sizes" not in inputs:  # Idefics3 / SmolVLM: rows padded with all-zero images, which transformers drops
+        flat = pixels.flatten(0, 1)
+        return flat[(flat != 0).flatten(1).any(1)].numpy()
     from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
     counts = [

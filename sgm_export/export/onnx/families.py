@@ -17,6 +17,7 @@ class MultimodalTraits:
     decoder_inputs: tuple[str, ...] = ()  # beyond inputs_embeds, attention_mask, position_ids and the cache
     position_axes: int = 1  # 3: position_ids is [3, batch, sequence] (M-RoPE)
     patch_features: bool = False  # LLaVA: the vision graph is the tower and projector (`anyres_vision.PatchEncoder`)
+    idefics: bool = False  # Idefics3 / SmolVLM: `anyres_vision.IdeficsEncoder`, images split into tiles by the processor
     anyres: bool = False  # LLaVA-NeXT: the vision graph encodes tiles; the runtime packs them (`runtime.vision.pack_anyres`)
     prefix_lm: bool = False  # token_type_ids mark the prompt (0, attended bidirectionally) and the generated tokens (1)
     position_offset: int = 0  # 1: positions count from 1 (PaliGemma)
@@ -29,6 +30,8 @@ MULTIMODAL_TRAITS = {
     "llava_next": MultimodalTraits(anyres=True),
     "paligemma": MultimodalTraits(decoder_inputs=("token_type_ids",), prefix_lm=True, position_offset=1),
     "gemma3": MultimodalTraits(decoder_inputs=("token_type_ids",)),
+    "idefics3": MultimodalTraits(idefics=True),
+    "smolvlm": MultimodalTraits(idefics=True),
     "qwen2_vl": MultimodalTraits(vision_inputs=("grid_thw",), position_axes=3, packed_vision=True),
     "qwen2_5_vl": MultimodalTraits(vision_inputs=("image_grid_thw",), position_axes=3, packed_vision=True),
 }

@@ -23,7 +23,7 @@ from transformers import DynamicCache
 
 from sgm_export.apply import glasses_applied
 from sgm_export.arch import Family
-from sgm_export.export.onnx.anyres_vision import IMAGE_NEWLINE, AnyresTileEncoder, PatchEncoder
+from sgm_export.export.onnx.anyres_vision import IMAGE_NEWLINE, AnyresTileEncoder, IdeficsEncoder, PatchEncoder
 from sgm_export.export.onnx.families import MultimodalTraits
 from sgm_export.export.onnx.qwen_vision import QwenVisionEncoder
 from sgm_export.export.onnx.trace import DTYPES, cache_spec, export_module
@@ -181,7 +181,10 @@ def _trace_vision(model: nn.Module, traits: MultimodalTraits) -> ir.Model:
         return _trace_anyres_vision(model, dtype, generator)
     size = vision_config.image_size
     images = torch.randn(2, vision_config.num_channels, size, size, generator=generator).to(dtype)
-    module = PatchEncoder(model) if traits.patch_features else VisionEncoder(model)
+    if traits.idefics:
+        module = IdeficsEncoder(model)
+    else:
+        module = PatchEncoder(model) if traits.patch_features else VisionEncoder(model)
     return export_module(module, (images,), {"pixel_values": {0: Dim(IMAGES)}}, [PIXEL_VALUES], [IMAGE_FEATURES])
 
 
