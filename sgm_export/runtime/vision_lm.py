@@ -5,7 +5,8 @@ through `embed_tokens.onnx`, the spliced embeddings through `decoder_model_merge
 itself (`runtime.processor`: chat template, image tokens, pixels). `steps` and `generate_ids`
 take prompts as token ids that already hold each image's run of image tokens, and images as the
 arrays the model's image processor makes (`pixel_values`; `image_grid_thw` for Qwen2-VL and
-Qwen2.5-VL; for LLaVA-NeXT every image's tiles concatenated and `image_sizes`), in
+Qwen2.5-VL; for LLaVA-NeXT, Idefics3 and SmolVLM every image's tiles concatenated, with
+`image_sizes` for LLaVA-NeXT), in
 the order their tokens appear over the batch. The loop itself is the text model's.
 """
 
