@@ -27,11 +27,11 @@ os.environ.setdefault("SGM_EXPORT_NO_PROGRESS", "1")
 import torch  # noqa: E402
 
 from sgm_export.data.sources import read_sources  # noqa: E402
+from sgm_export.models.demo_llava import IMAGE_TOKEN, demo_llava_dir  # noqa: E402
 from sgm_export.models.load import load_model  # noqa: E402
 from sgm_export.options import ScoreOptions  # noqa: E402
 from sgm_export.score.batching import BatchPlan  # noqa: E402
 from sgm_export.score.runner import batch_source, pooled_activations  # noqa: E402
-from sgm_export.models.demo_llava import IMAGE_TOKEN, demo_llava_dir  # noqa: E402
 
 
 def timed_rate(loaded, examples, options) -> float:

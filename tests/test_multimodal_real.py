@@ -9,9 +9,9 @@ from safetensors import safe_open
 
 from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.data.sources import read_source
+from sgm_export.models.demo_llava import IMAGE_TOKEN, IMAGE_TOKENS, demo_llava_dir
 from sgm_export.models.load import load_model
 from tests.cli_helpers import sgm
-from sgm_export.models.demo_llava import IMAGE_TOKEN, IMAGE_TOKENS, demo_llava_dir
 
 pytestmark = pytest.mark.slow
 
