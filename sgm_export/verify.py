@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from sgm_export.apply import glasses_applied
+from sgm_export.artifacts import GlassesMetadata
 from sgm_export.data.examples import Example
 from sgm_export.data.images import probe_image
 from sgm_export.data.multimodal import MultimodalEncoder
@@ -94,11 +95,12 @@ def export_glasses(export_dir: Path) -> Glasses:
     config = read_config(export_dir)
     if not (export_dir / SCALES_FILE).is_file():
         raise CheckpointError(f"{export_dir} has no {SCALES_FILE}, so it carries no glasses", "export the model again")
-    scales, _ = read_tensor_file(export_dir / SCALES_FILE, "glasses", "export the model again", framework="np")
+    scales, metadata = read_tensor_file(export_dir / SCALES_FILE, "glasses", "export the model again", framework="np")
     try:
         modules = config["sgm"]["modules"]
         shifts = [scales[name + SHIFT_SUFFIX] for name in modules] if any(name + SHIFT_SUFFIX in scales for name in modules) else None
-        return Glasses([scales[name + SCALE_SUFFIX] for name in modules], {}, shifts)
+        settings = GlassesMetadata.from_strings(metadata, str(export_dir / SCALES_FILE))
+        return Glasses([scales[name + SCALE_SUFFIX] for name in modules], settings, shifts)
     except (KeyError, TypeError) as missing:
         raise CheckpointError(f"{SCALES_FILE} or config.json lacks {missing}", "export the model again") from None
 

@@ -75,7 +75,7 @@ def test_auroc_equals_sklearn_on_the_same_pooled_activations(loaded, labelled_js
     expected = np.array([roc_auc_score(labels, pooled[:, j]) for j in range(pooled.shape[1])])
     np.testing.assert_allclose(torch.cat(scores.auroc).numpy(), expected, atol=1e-6)
     assert scores.widths == [48, 48]
-    assert scores.metadata["n_toxic"] == "4" and scores.metadata["pool"] == "mean"
+    assert scores.metadata.n_toxic == 4 and scores.metadata.pool == "mean"
     toxic = torch.tensor(labels) == 1
     torch.testing.assert_close(torch.cat(scores.mean_toxic), torch.from_numpy(pooled)[toxic].mean(0))
 

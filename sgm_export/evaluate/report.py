@@ -59,7 +59,7 @@ def write_report_files(
     plots.plot_categories(sections, STANDARD, folder / "harmful_per_category.png")
     if all(ADVERSARIAL in section for section in sections.values()):
         plots.plot_categories(sections, ADVERSARIAL, folder / "harmful_per_category_adversarial.png")
-    threshold = float(glasses.metadata.get("threshold", 0.5)) if glasses and glasses.metadata.get("threshold") else 0.5
+    threshold = glasses.metadata.settings.threshold if glasses and glasses.metadata.settings else 0.5
     if scores is not None:
         plots.plot_auroc(scores.auroc, threshold, folder / "auroc.png")
     if glasses is not None:

@@ -72,7 +72,7 @@ def sweep_variants(base: LoadedModel, scores: Scores, settings: list[GlassesOpti
         name = setting_name(options)
         if any(variant.name == name for variant in variants):
             raise SgmError(f"sweep setting {name!r} is given twice", "remove the duplicate")
-        variants.append(Variant(name, base, glasses, preprompt or "", {"glasses": glasses.metadata}))
+        variants.append(Variant(name, base, glasses, preprompt or "", {"glasses": glasses.metadata.flat()}))
     return variants
 
 

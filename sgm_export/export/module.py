@@ -41,7 +41,7 @@ def write_module_checkpoint(base: BaseCheckpoint, glasses: Glasses, staging: Pat
     modules = [base.family.module_name(layer) for layer in range(len(glasses.scales))]
     scales = {name + SCALE_SUFFIX: scale for name, scale in zip(modules, glasses.scales)}  # float32 vectors, as Glasses keeps them
     scales.update({name + SHIFT_SUFFIX: shift for name, shift in zip(modules, glasses.shifts or [])})
-    save_file(scales, staging / SCALES_FILE, metadata={"format": "pt", **glasses.metadata})
+    save_file(scales, staging / SCALES_FILE, metadata={"format": "pt", **glasses.metadata.to_strings()})
     shutil.copyfile(shipped_modeling_path(), staging / MODELING_FILE)
     max_scale = max(float(scale.max()) for scale in glasses.scales)
     config = sgm_config(base, modules, max_scale)

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sgm_export.artifacts import MANIFEST_FILE
 from sgm_export.errors import CheckpointError
 from sgm_export.modeling import MODELING_FILE, sha256_file, shipped_modeling_sha256
 
-MANIFEST_FILE = "sgm_export.json"
+__all__ = ["MANIFEST_FILE", "manifest_problems", "read_manifest"]
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:

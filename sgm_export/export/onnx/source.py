@@ -10,7 +10,6 @@ base model had them) and the glasses, which the export then applies as a visible
   `unfold_scale`), so that the graph does not apply them twice.
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from sgm_export.arch import Family, decoder_projections
+from sgm_export.artifacts import MANIFEST_FILE, ExportManifest, read_export_manifest
 from sgm_export.errors import CheckpointError, SgmError
 from sgm_export.export.folded import unfold_scale
 from sgm_export.export.onnx.families import check_onnx_family
@@ -28,7 +28,6 @@ from sgm_export.modeling import MODELING_FILE, SCALES_FILE, WEIGHTS_VARIANT
 from sgm_export.models.audit import audit_folder
 from sgm_export.models.checkpoint import SAFE_INDEX, read_config, with_variant
 from sgm_export.models.load import load_model
-from sgm_export.models.manifest import MANIFEST_FILE, read_manifest
 from sgm_export.models.preflight import model_family
 from sgm_export.models.resolve import ModelSource, resolve_model
 from sgm_export.publish.card import PIPELINE_TAGS, base_license
@@ -86,8 +85,8 @@ def open_onnx_source(model: str, glasses: Glasses | None) -> OnnxSource:
     family, _ = model_family(config)
     if family.multimodal:
         check_onnx_family(_model_type(config), model)
-    manifest = read_manifest(source.path) or {}
-    base_name = manifest.get("base_model") or source.hub_id or source.name
+    manifest = read_export_manifest(source.path)
+    base_name = (manifest.base_model if manifest else None) or source.hub_id or source.name
     provenance = _provenance(manifest) if kind != "base" else _base_provenance(source, family, glasses)
     if kind == "module":
         base_config = {**config["base_config"], "architectures": [config["sgm"]["base_architecture"]]}
@@ -101,10 +100,10 @@ def open_onnx_source(model: str, glasses: Glasses | None) -> OnnxSource:
     return OnnxSource(loaded.model, family, glasses, config, source.path, kind, base_name, provenance)
 
 
-def _provenance(manifest: dict[str, Any]) -> dict[str, Any]:
+def _provenance(manifest: ExportManifest | None) -> dict[str, Any]:
     """What a module or folded export's manifest says about its base model and data, carried into
     the ONNX folder's manifest and card (the settings travel with the glasses)."""
-    return {key: manifest.get(key) for key in PROVENANCE_FIELDS if key in manifest}
+    return manifest.model_dump(include=set(PROVENANCE_FIELDS)) if manifest else {}
 
 
 def _base_provenance(source: ModelSource, family: Family, glasses: Glasses) -> dict[str, Any]:
@@ -116,16 +115,16 @@ def _base_provenance(source: ModelSource, family: Family, glasses: Glasses) -> d
         "base_license": base_license(source.path, source.license),
         "auto_class": family.auto_class,
         "pipeline_tag": PIPELINE_TAGS.get(family.auto_class),
-        "data_sources": json.loads(glasses.metadata.get("data") or "[]"),
+        "data_sources": glasses.metadata.provenance.data,
         "recipe": None,
     }
 
 
-def _with_settings(glasses: Glasses, manifest: dict[str, Any]) -> Glasses:
-    """The glasses with the settings that made them: a module export keeps only the scales in its
-    safetensors, and its manifest the settings (mode, threshold, top-k, data, ...)."""
-    if not glasses.metadata and isinstance(manifest.get("glasses"), dict):
-        glasses.metadata = {str(key): str(value) for key, value in manifest["glasses"].items()}
+def _with_settings(glasses: Glasses, manifest: ExportManifest | None) -> Glasses:
+    """The glasses with the settings that made them, where the export's glasses file lacks them
+    (the manifest records them too)."""
+    if glasses.metadata.settings is None and manifest is not None:
+        glasses.metadata = manifest.glasses
     return glasses
 
 
