@@ -27,9 +27,8 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sgm_export.errors import CheckpointError
+from sgm_export.layout import MANIFEST_FILE
 from sgm_export.options import GlassesOptions
-
-MANIFEST_FILE = "sgm_export.json"
 
 
 class Artifact(BaseModel):

@@ -29,13 +29,11 @@ from sgm_export.evaluate.generate import sampling_settings
 from sgm_export.evaluate.generate_images import sample_prompts
 from sgm_export.evaluate.judges import Judge
 from sgm_export.evaluate.prompts import EvalPrompt
+from sgm_export.layout import COLLECT_SUMMARY_FILE, ROWS_FILE
 from sgm_export.models.cache import cache_root
 from sgm_export.models.load import LoadedModel
 from sgm_export.options import CollectOptions
 from sgm_export.outputs import atomic_dir
-
-ROWS_FILE = "continuations.jsonl"
-SUMMARY_FILE = "collect.json"
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,7 @@ def model_identity(path: Path) -> str:
 
 def read_summary(folder: Path) -> dict:
     """collect.json of a collection folder."""
-    return json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    return json.loads((folder / COLLECT_SUMMARY_FILE).read_text(encoding="utf-8"))
 
 
 def prompts_digest(examples: list[Example]) -> str:
@@ -102,7 +100,7 @@ def prompts_digest(examples: list[Example]) -> str:
 def cached_collection(request: CollectRequest) -> Path | None:
     """The cache folder of an earlier identical collection, if there is one."""
     folder = cache_root() / "collect" / request.fingerprint()
-    return folder if (folder / SUMMARY_FILE).is_file() and (folder / ROWS_FILE).is_file() else None
+    return folder if (folder / COLLECT_SUMMARY_FILE).is_file() and (folder / ROWS_FILE).is_file() else None
 
 
 def collect(loaded: LoadedModel, examples: list[Example], judge: Judge, request: CollectRequest) -> Path:
@@ -137,7 +135,7 @@ def collect(loaded: LoadedModel, examples: list[Example], judge: Judge, request:
     folder = cache_root() / "collect" / request.fingerprint()
     with atomic_dir(folder, force=True) as staging:
         (staging / ROWS_FILE).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (staging / COLLECT_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return folder
 
 
@@ -164,6 +162,6 @@ def labelled_rows(examples: list[Example], texts: list[list[str]], judge: Judge,
 def copy_collection(folder: Path, out: Path, force: bool) -> Path:
     """Place a collection (from the cache) at `out`, atomically."""
     with atomic_dir(out, force=force) as staging:
-        for name in (ROWS_FILE, SUMMARY_FILE):
+        for name in (ROWS_FILE, COLLECT_SUMMARY_FILE):
             shutil.copyfile(folder / name, staging / name)
     return out

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
     from sgm_export.score.files import Scores
 
 _KEY = re.compile(r"^layers\.(\d+)\.(scale|shift)$")
-# The glasses file that folded and ONNX exports carry beside their weights.
-GLASSES_FILE = "glasses.safetensors"
 
 
 @dataclass

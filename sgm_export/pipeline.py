@@ -35,6 +35,7 @@ from sgm_export.export import export_checkpoint
 from sgm_export.export.onnx import export_onnx, require_onnx_packages
 from sgm_export.export.onnx.families import check_onnx_family
 from sgm_export.glasses import Glasses, compute_glasses, save_glasses
+from sgm_export.layout import CHECKPOINT_DIRS, COLLECT_DIR, EVAL_DIR, GLASSES_FILE, ROWS_FILE, RUN_SUMMARY_FILE, SCORES_DIR
 from sgm_export.models.load import load_model
 from sgm_export.models.preflight import check_max_length, check_model
 from sgm_export.options import CollectOptions
@@ -44,8 +45,6 @@ from sgm_export.recipe import Recipe
 from sgm_export.score.files import Scores, save_scores
 from sgm_export.score.runner import score_examples
 from sgm_export.verify import verify_export
-
-CHECKPOINT_DIRS = {"module": "model", "folded": "model-folded", "onnx": "model-onnx"}
 
 
 @dataclass
@@ -108,7 +107,7 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
             with summary.timed("collect"):
                 collected = _collect(recipe, staging, summary)
             examples += read_sources([str(collected)], recipe.score.limit)
-            sources.append(str(out / "collect" / collected.name))
+            sources.append(str(out / COLLECT_DIR / collected.name))
         scores = _score(recipe, examples, sources, staging, summary)
         glasses = _glasses(recipe, scores, staging, summary)
         for fmt in recipe.export.formats:
@@ -133,9 +132,9 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
                 _evaluate(recipe, scores, glasses, staging, summary)
             for fmt in recipe.export.formats:
                 if fmt != "onnx":
-                    refresh_card(staging / CHECKPOINT_DIRS[fmt], report_dir=staging / "eval")
+                    refresh_card(staging / CHECKPOINT_DIRS[fmt], report_dir=staging / EVAL_DIR)
         (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
-        (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
+        (staging / RUN_SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
     return summary
 
 
@@ -159,13 +158,13 @@ def pushed_folder(recipe: Recipe) -> Path | None:
 def _collect(recipe: Recipe, staging: Path, summary: RunSummary) -> Path:
     """The recipe's collection (from the cache when an identical one exists), copied into
     OUT/collect; returns the rows file inside the staging folder."""
-    from sgm_export.collect import ROWS_FILE, collect_cached, copy_collection
+    from sgm_export.collect import collect_cached, copy_collection
 
     options = CollectOptions(**recipe.collect.model_dump(exclude={"prompts"}))
     folder, _reused = collect_cached(recipe.model, recipe.collect.prompts, options, recipe.allow_pickle, recipe.trust_remote_code)
-    copy_collection(folder, staging / "collect", force=False)
-    summary.outputs["collect"] = str(summary.out / "collect")
-    return staging / "collect" / ROWS_FILE
+    copy_collection(folder, staging / COLLECT_DIR, force=False)
+    summary.outputs["collect"] = str(summary.out / COLLECT_DIR)
+    return staging / COLLECT_DIR / ROWS_FILE
 
 
 def _score(recipe: Recipe, examples: list[Example], sources: list[str], staging: Path, summary: RunSummary) -> Scores:
@@ -186,8 +185,8 @@ def _score(recipe: Recipe, examples: list[Example], sources: list[str], staging:
         scores = score_examples(loaded, examples, recipe.score, sources=sources)
     del loaded
     gc.collect()
-    save_scores(scores, staging / "scores")
-    summary.outputs["scores"] = str(summary.out / "scores")
+    save_scores(scores, staging / SCORES_DIR)
+    summary.outputs["scores"] = str(summary.out / SCORES_DIR)
     summary.top_auroc = [entry["auroc"] for entry in scores.summary(top=5)["top_experts"]]
     return scores
 
@@ -195,8 +194,8 @@ def _score(recipe: Recipe, examples: list[Example], sources: list[str], staging:
 def _glasses(recipe: Recipe, scores: Scores, staging: Path, summary: RunSummary) -> Glasses:
     with summary.timed("glasses"):
         glasses = compute_glasses(scores, recipe.glasses)
-        save_glasses(glasses, staging / "glasses.safetensors")
-    summary.outputs["glasses"] = str(summary.out / "glasses.safetensors")
+        save_glasses(glasses, staging / GLASSES_FILE)
+    summary.outputs["glasses"] = str(summary.out / GLASSES_FILE)
     summary.experts_per_layer = glasses.experts_per_layer()
     return glasses
 
@@ -214,9 +213,9 @@ def _evaluate(recipe: Recipe, scores: Scores, glasses: Glasses, staging: Path, s
         comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judges, options
     )
     report = build_report(results, header(recipe.model, recipe.model, inputs, options, glasses))
-    (staging / "eval").mkdir()
-    write_report_files(staging / "eval", report, results, glasses, scores)
-    summary.outputs["eval"] = str(summary.out / "eval")
+    (staging / EVAL_DIR).mkdir()
+    write_report_files(staging / EVAL_DIR, report, results, glasses, scores)
+    summary.outputs["eval"] = str(summary.out / EVAL_DIR)
     summary.evaluation = {
         name: {key: report[name][key] for key in ("harmful_rate", "harmful_prompt_rate", "perplexity", "kl_from_base", "n_prompts")}
         for name in report["sections"]

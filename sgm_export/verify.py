@@ -15,16 +15,9 @@ from sgm_export.data.examples import Example
 from sgm_export.data.images import probe_image
 from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.errors import CheckpointError
-from sgm_export.glasses import GLASSES_FILE, Glasses, load_glasses
-from sgm_export.modeling import (
-    MODELING_FILE,
-    SCALE_SUFFIX,
-    SCALES_FILE,
-    SGM_MODEL_TYPE,
-    SHIFT_SUFFIX,
-    sha256_file,
-    shipped_modeling_sha256,
-)
+from sgm_export.glasses import Glasses, load_glasses
+from sgm_export.layout import GLASSES_FILE, MODELING_FILE, SCALES_FILE
+from sgm_export.modeling import SCALE_SUFFIX, SGM_MODEL_TYPE, SHIFT_SUFFIX, sha256_file, shipped_modeling_sha256
 from sgm_export.models.audit import refuse_foreign_auto_map
 from sgm_export.models.checkpoint import read_config
 from sgm_export.models.load import LoadedModel, load_model

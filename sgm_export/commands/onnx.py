@@ -19,7 +19,8 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sgm_export.export.onnx import export_onnx
-    from sgm_export.glasses import GLASSES_FILE, describe, load_glasses
+    from sgm_export.glasses import describe, load_glasses
+    from sgm_export.layout import GLASSES_FILE
     from sgm_export.runtime.layout import read_description
 
     options = options_from_args(OnnxOptions, args)

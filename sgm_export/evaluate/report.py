@@ -19,12 +19,10 @@ from sgm_export.evaluate.metrics import OVERALL
 from sgm_export.evaluate.report_images import image_lines
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, VariantResult
 from sgm_export.glasses import Glasses
+from sgm_export.layout import GENERATIONS_FILE as GENERATIONS
+from sgm_export.layout import REPORT_JSON, REPORT_MD
 from sgm_export.outputs import atomic_dir
 from sgm_export.score.files import Scores
-
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
-GENERATIONS = "generations.jsonl"
 
 
 def build_report(results: dict[str, VariantResult], header: dict) -> dict:

@@ -13,8 +13,8 @@ from sgm_export.errors import SgmError
 from sgm_export.export.files import write_manifest
 from sgm_export.export.module import write_module_checkpoint
 from sgm_export.export.source import BaseCheckpoint, open_base_checkpoint
-from sgm_export.glasses import GLASSES_FILE, Glasses
-from sgm_export.modeling import SCALES_FILE
+from sgm_export.glasses import Glasses
+from sgm_export.layout import GLASSES_FILE, SCALES_FILE
 from sgm_export.outputs import atomic_dir, check_outside_inputs, check_target_free
 from sgm_export.publish.card import PIPELINE_TAGS, base_license, write_card
 

@@ -18,16 +18,8 @@ from sgm_export import __version__
 from sgm_export.export.files import copy_file, copy_files
 from sgm_export.export.source import BaseCheckpoint
 from sgm_export.glasses import Glasses
-from sgm_export.modeling import (
-    FORMAT_VERSION,
-    MODELING_FILE,
-    SCALE_SUFFIX,
-    SCALES_FILE,
-    SGM_MODEL_TYPE,
-    SHIFT_SUFFIX,
-    WEIGHTS_VARIANT,
-    shipped_modeling_path,
-)
+from sgm_export.layout import MODELING_FILE, SCALES_FILE
+from sgm_export.modeling import FORMAT_VERSION, SCALE_SUFFIX, SGM_MODEL_TYPE, SHIFT_SUFFIX, WEIGHTS_VARIANT, shipped_modeling_path
 from sgm_export.models.checkpoint import SAFE_INDEX, SAFE_SINGLE, with_variant
 
 ENTRY_CLASSES = {"AutoModelForCausalLM": "SgmForCausalLM", "AutoModelForImageTextToText": "SgmForImageTextToText"}

@@ -9,12 +9,12 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
+from sgm_export.layout import MODELING_FILE
+
 SGM_MODEL_TYPE = "sgm"
 WEIGHTS_VARIANT = "sgm"
-SCALES_FILE = "sgm_glasses.safetensors"
 SCALE_SUFFIX = ".sgm_scale"
 SHIFT_SUFFIX = ".sgm_shift"
-MODELING_FILE = "modeling_sgm.py"
 FORMAT_VERSION = 1
 
 

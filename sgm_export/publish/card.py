@@ -22,13 +22,12 @@ from huggingface_hub.repocard import metadata_load
 
 from sgm_export import __version__
 from sgm_export.artifacts import ExportManifest
+from sgm_export.layout import CARD_FILE, ONNX_DIR
 from sgm_export.modeling import sha256_file
 from sgm_export.models.demo import DEMO_NAME
 from sgm_export.outputs import atomic_file
 from sgm_export.publish.evaluation import evaluation_markdown
 
-CARD_FILE = "README.md"
-ONNX_DIR = "onnx"
 TAGS = ["sgm-export", "safety", "detoxification"]
 BASE_MODEL_RELATION = "finetune"
 LIBRARY = "transformers"

@@ -11,11 +11,11 @@ from pathlib import Path
 from sgm_export.artifacts import read_export_manifest
 from sgm_export.errors import CheckpointError
 from sgm_export.export import finish_export
+from sgm_export.layout import CARD_FILE, EVAL_DIR, MANIFEST_FILE
 from sgm_export.models.audit import is_module_export, refuse_foreign_auto_map
-from sgm_export.models.manifest import MANIFEST_FILE, manifest_problems, read_manifest
+from sgm_export.models.manifest import manifest_problems, read_manifest
 from sgm_export.outputs import atomic_dir
-from sgm_export.publish.card import CARD_FILE
-from sgm_export.publish.evaluation import EVAL_DIR, copy_report
+from sgm_export.publish.evaluation import copy_report
 
 CARD_FIELDS = ("format", "glasses_file", "experts_per_layer", "neurons_per_layer")
 

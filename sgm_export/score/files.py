@@ -20,11 +20,10 @@ from safetensors.torch import save_file
 from sgm_export import __version__
 from sgm_export.artifacts import ScoresMetadata
 from sgm_export.errors import CheckpointError
+from sgm_export.layout import SCORES_FILE, SCORES_SUMMARY_FILE
 from sgm_export.outputs import atomic_dir
 from sgm_export.tensorfile import read_tensor_file
 
-SCORES_FILE = "scores.safetensors"
-SUMMARY_FILE = "scores.json"
 SUMMARY_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 _KEY = re.compile(r"^layers\.(\d+)\.(auroc|mean_toxic|mean_neutral|mean_abs_neutral|vocab)$")
 OPTIONAL = ("mean_abs_neutral", "vocab")
@@ -82,7 +81,7 @@ def save_scores(scores: Scores, out_dir: Path, force: bool = False) -> Path:
     metadata = {"format": "pt", **scores.metadata.to_strings(), "sgm_export_version": scores.metadata.sgm_export_version or __version__}
     with atomic_dir(out_dir, force=force) as staging:
         save_file(tensors, staging / SCORES_FILE, metadata=metadata)
-        (staging / SUMMARY_FILE).write_text(json.dumps(scores.summary(), indent=2) + "\n", encoding="utf-8")
+        (staging / SCORES_SUMMARY_FILE).write_text(json.dumps(scores.summary(), indent=2) + "\n", encoding="utf-8")
     return out_dir
 
 

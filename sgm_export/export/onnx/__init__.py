@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from sgm_export.artifacts import ExportManifest
 from sgm_export.errors import SgmError
-from sgm_export.glasses import GLASSES_FILE, Glasses, save_glasses
+from sgm_export.glasses import Glasses, save_glasses
+from sgm_export.layout import GLASSES_FILE
 from sgm_export.options import OnnxOptions
 from sgm_export.outputs import atomic_dir, check_target_free
 from sgm_export.progress import progress_bar
@@ -74,7 +75,8 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
     from sgm_export.export.onnx.description import describe_export, write_description
     from sgm_export.export.onnx.graph import GlassesGraphError, drop_local_metadata, find_glasses, name_glasses, save_graph
     from sgm_export.export.onnx.trace import OPSET, WRAPPED
-    from sgm_export.runtime.layout import ONNX_DIR, graph_file
+    from sgm_export.layout import ONNX_DIR
+    from sgm_export.runtime.layout import graph_file
 
     with progress_bar("exporting to ONNX", total=2, unit="steps") as advance:
         for file in source.companion_files():

@@ -25,7 +25,8 @@ import torch
 from sgm_export.apply import glasses_applied
 from sgm_export.export.onnx.graph import find_glasses
 from sgm_export.export.onnx.trace import DTYPES
-from sgm_export.glasses import GLASSES_FILE, Glasses, load_glasses
+from sgm_export.glasses import Glasses, load_glasses
+from sgm_export.layout import GLASSES_FILE
 from sgm_export.models.load import LoadedModel, load_model
 from sgm_export.runtime import OnnxCausalLM
 from sgm_export.runtime.tokenizer import left_padded

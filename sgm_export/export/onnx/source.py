@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from sgm_export.arch import Family, decoder_projections
-from sgm_export.artifacts import MANIFEST_FILE, ExportManifest, read_export_manifest
+from sgm_export.artifacts import ExportManifest, read_export_manifest
 from sgm_export.errors import CheckpointError, SgmError
 from sgm_export.export.folded import unfold_scale
 from sgm_export.export.onnx.families import check_onnx_family
 from sgm_export.export.source import companion_files
 from sgm_export.glasses import Glasses
-from sgm_export.modeling import MODELING_FILE, SCALES_FILE, WEIGHTS_VARIANT
+from sgm_export.layout import MANIFEST_FILE, MODELING_FILE, SCALES_FILE
+from sgm_export.modeling import WEIGHTS_VARIANT
 from sgm_export.models.audit import audit_folder
 from sgm_export.models.checkpoint import SAFE_INDEX, read_config, with_variant
 from sgm_export.models.load import load_model
