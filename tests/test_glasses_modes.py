@@ -131,10 +131,10 @@ def test_folded_export_refuses_a_shift(tiny_llama, tmp_path):
 
 def test_onnx_export_carries_the_shift(tiny_llama, tmp_path):
     from sgm_export.export.onnx import export_onnx
-    from sgm_export.export.onnx.check import compare_generation
     from sgm_export.models.load import load_model
     from sgm_export.options import OnnxOptions
     from sgm_export.runtime import OnnxCausalLM
+    from sgm_export.verify.onnx import compare_generation
 
     glasses = _shifted_amplified_glasses(widths_of(tiny_llama))
     folder = export_onnx(str(tiny_llama), tmp_path / "onnx", glasses, OnnxOptions())

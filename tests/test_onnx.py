@@ -13,7 +13,6 @@ from sgm_export.artifacts import GlassesMetadata
 from sgm_export.errors import OutputExistsError, SgmError, ShapeMismatchError
 from sgm_export.export import export_checkpoint
 from sgm_export.export.onnx import export_onnx
-from sgm_export.export.onnx.check import compare_generation
 from sgm_export.export.onnx.graph import find_glasses
 from sgm_export.export.onnx.inspect import format_report, graph_files, inspect_graph
 from sgm_export.glasses import load_glasses
@@ -21,6 +20,7 @@ from sgm_export.models.load import load_model
 from sgm_export.runtime import OnnxCausalLM
 from sgm_export.runtime.tokenizer import left_padded
 from sgm_export.verify import verify_export
+from sgm_export.verify.onnx import compare_generation
 from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.test_export import random_glasses, widths_of
 

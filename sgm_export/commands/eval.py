@@ -32,13 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from sgm_export.evaluate.report import build_report, write_report
     from sgm_export.evaluate.runner import evaluate_variants
     from sgm_export.evaluate.setup import comparison_variants, header, load_inputs, require_same_tokenizer
+    from sgm_export.export.folder import export_glasses
     from sgm_export.glasses import load_glasses
     from sgm_export.models.load import load_model
     from sgm_export.models.preflight import check_model
     from sgm_export.outputs import check_target_free
     from sgm_export.report_cli import print_eval_summary
     from sgm_export.score.files import load_scores
-    from sgm_export.verify import export_glasses
 
     options = options_from_args(EvalOptions, args)
     check_target_free(args.out, args.force)

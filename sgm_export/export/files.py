@@ -22,8 +22,9 @@ from sgm_export import __version__
 from sgm_export.artifacts import ExportManifest
 from sgm_export.errors import CheckpointError
 from sgm_export.export.digests import file_digest
+from sgm_export.hashing import sha256_file
 from sgm_export.layout import MANIFEST_FILE
-from sgm_export.modeling import sha256_file, shipped_modeling_sha256
+from sgm_export.modeling import shipped_modeling_sha256
 from sgm_export.outputs import atomic_file
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from sgm_export.errors import CheckpointError
+from sgm_export.hashing import sha256_file
 from sgm_export.layout import MANIFEST_FILE, MODELING_FILE
-from sgm_export.modeling import sha256_file, shipped_modeling_sha256
+from sgm_export.modeling import shipped_modeling_sha256
 
 __all__ = ["MANIFEST_FILE", "manifest_problems", "read_manifest"]
 

@@ -22,8 +22,8 @@ from huggingface_hub.repocard import metadata_load
 
 from sgm_export import __version__
 from sgm_export.artifacts import ExportManifest
+from sgm_export.hashing import sha256_file
 from sgm_export.layout import CARD_FILE, ONNX_DIR
-from sgm_export.modeling import sha256_file
 from sgm_export.models.demo import DEMO_NAME
 from sgm_export.outputs import atomic_file
 from sgm_export.publish.evaluation import evaluation_markdown

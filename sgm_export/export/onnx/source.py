@@ -21,6 +21,7 @@ from sgm_export.arch import Family, decoder_projections
 from sgm_export.artifacts import ExportManifest, read_export_manifest
 from sgm_export.errors import CheckpointError, SgmError
 from sgm_export.export.folded import unfold_scale
+from sgm_export.export.folder import export_format, export_glasses
 from sgm_export.export.onnx.families import check_onnx_family
 from sgm_export.export.source import companion_files
 from sgm_export.glasses import Glasses
@@ -32,7 +33,6 @@ from sgm_export.models.load import load_model
 from sgm_export.models.preflight import model_family
 from sgm_export.models.resolve import ModelSource, resolve_model
 from sgm_export.publish.card import PIPELINE_TAGS, base_license
-from sgm_export.verify import export_format, export_glasses
 
 # Manifest fields of a module or folded export that an ONNX folder made from it keeps.
 PROVENANCE_FIELDS = (
