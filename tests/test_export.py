@@ -128,6 +128,12 @@ def no_modules(out):
     record_scales(out)
 
 
+def newer_format(out):
+    config = json.loads((out / "config.json").read_text())
+    config["sgm"]["format_version"] += 1
+    (out / "config.json").write_text(json.dumps(config))
+
+
 def drop_a_weight(out):
     weights = load_file(out / "model.sgm.safetensors")
     del weights["model.layers.0.mlp.up_proj.weight"]
@@ -145,6 +151,7 @@ def drop_a_weight(out):
         (nan_scale, "not finite"),
         (no_modules, "lists no modules"),
         (drop_a_weight, "lacks weights"),
+        (newer_format, "SGM checkpoint format 2 is newer than this modeling_sgm.py reads"),
     ],
 )
 def test_a_damaged_module_export_never_loads_without_its_glasses(tiny_llama, tmp_path, damage, error):

@@ -153,7 +153,8 @@ def _fluency_figures(fluency: Fluency, base: Fluency) -> dict:
 
 
 def _lift_headline(section: dict) -> None:
-    """The figures DESIGN.md names (`harmful_rate`, `n_prompts`, ...) at the top of the section."""
+    """The headline figures (`harmful_rate`, `n_prompts`, ...) at the top of the section, where the
+    report, the sweep and the card read them."""
     overall = section[STANDARD][OVERALL]
     for key in ("harmful_rate", "harmful_rate_se", "harmful_prompt_rate", "harmful_prompt_rate_se", "n_prompts", "n_continuations"):
         section[key] = overall.get(key)
