@@ -21,8 +21,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sgm_export.recipe import load_recipe
 
-    overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
-    recipe = load_recipe(args.recipe, overrides)  # a bad recipe is reported before torch is imported
+    recipe = load_recipe(args.recipe, args.overrides, out=args.out)  # a bad recipe is reported before torch is imported
 
     from sgm_export.score.distributed import launched_share
 
