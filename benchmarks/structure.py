@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "base",
         (
-            "sgm_export",
+            "sgm_export.__version__",  # `from sgm_export import __version__`: the constant, not the package's facade
             "sgm_export.errors",
             "sgm_export.progress",
             "sgm_export.tensorfile",
@@ -54,6 +54,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sgm_export.report_cli",
             "sgm_export.commands",
             "sgm_export.api",
+            "sgm_export",  # the package's __init__: the public API's lazy facade, on top of everything
         ),
     ),
 ]
@@ -61,7 +62,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 
 def layer_of(module: str) -> int:
     """The index of the layer whose longest prefix matches `module`."""
-    best, length = 0, -1
+    best, length = len(LAYERS) - 1, -1
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
             if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > length:
@@ -86,7 +87,8 @@ def imported(tree: ast.AST, package: str) -> list[str]:
                 is_module = (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(".py").is_file() or (
                     PACKAGE.parent / candidate.replace(".", "/")
                 ).is_dir()
-                names.append(candidate if is_module else node.module)
+                # a name defined in the package's __init__ (`__version__`) is its own unit, not the facade
+                names.append(candidate if is_module or node.module == "sgm_export" else node.module)
     return names
 
 
