@@ -24,10 +24,10 @@ from pathlib import Path
 
 from sgm_export import __version__
 from sgm_export.data.examples import NEUTRAL, TOXIC, Example
+from sgm_export.data.judges import Judge
 from sgm_export.errors import DataError
 from sgm_export.evaluate.generate import sampling_settings
 from sgm_export.evaluate.generate_images import sample_prompts
-from sgm_export.evaluate.judges import Judge
 from sgm_export.evaluate.prompts import EvalPrompt
 from sgm_export.layout import COLLECT_SUMMARY_FILE, ROWS_FILE
 from sgm_export.models.cache import cache_root
@@ -59,8 +59,8 @@ def collect_cached(
     """The collection for this model, prompts and settings: from the cache when an identical one
     was made before (second value True), else sampled now. Inputs are checked before anything is
     loaded."""
+    from sgm_export.data.judges import load_judge
     from sgm_export.data.sources import read_source
-    from sgm_export.evaluate.judges import load_judge
     from sgm_export.models.preflight import check_model
 
     examples = [example for spec in sources for example in read_source(spec, options.limit)]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from sgm_export.apply import glasses_applied
 from sgm_export.data.examples import Example
+from sgm_export.data.judges import Judge
 from sgm_export.evaluate.fluency import (
     Fluency,
     ScoringModel,
@@ -27,7 +28,6 @@ from sgm_export.evaluate.fluency import (
 )
 from sgm_export.evaluate.generate import sampling_settings
 from sgm_export.evaluate.generate_images import sample_prompts
-from sgm_export.evaluate.judges import Judge
 from sgm_export.evaluate.metrics import OVERALL, paired_difference, rates_by_group, reduction_factor
 from sgm_export.evaluate.prompts import EvalPrompt
 from sgm_export.glasses import Glasses

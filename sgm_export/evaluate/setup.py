@@ -4,8 +4,8 @@ prompts, which judge. Shared by `eval`, `sweep` and `run`."""
 from dataclasses import dataclass
 
 from sgm_export.data.examples import Example
+from sgm_export.data.judges import Judge, load_judge
 from sgm_export.errors import SgmError
-from sgm_export.evaluate.judges import Judge, load_judge
 from sgm_export.evaluate.prompts import adversarial_prompts, neutral_texts, photo_prompts, toxic_prompts, typographic_prompts
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, PromptSet, Variant
 from sgm_export.glasses import Glasses

@@ -199,7 +199,7 @@ def neuron_vocabulary(loaded: LoadedModel, options: ScoreOptions) -> tuple[list[
     the reason there is none (kept in the metadata, so that `glasses --rank vocab` can say it)."""
     if not options.vocabulary:
         return None, "not computed (--no-vocabulary)"
-    from sgm_export.evaluate.judges import load_judge
+    from sgm_export.data.judges import load_judge
     from sgm_export.score.vocabulary import toxic_token_ids, vocabulary_toxicity
 
     judge = load_judge(options.vocab_judge)
