@@ -1,7 +1,7 @@
 """Every setting of every stage, as pydantic models.
 
 One definition serves three front ends: the recipe file (these models nest inside `Recipe`), the
-command line (each field becomes a `--flag`, see `cli_options.py`) and the Python API. Field
+command line (each field becomes a `--flag`, see `cli/options.py`) and the Python API. Field
 descriptions are the help texts.
 """
 

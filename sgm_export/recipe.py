@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from sgm_export.cli_options import without_none
+from sgm_export.cli.options import without_none
 from sgm_export.errors import RecipeError
 from sgm_export.options import CollectOptions, EvalOptions, ExportOptions, GlassesOptions, PushOptions, ScoreOptions, StrictModel
 

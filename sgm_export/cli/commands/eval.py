@@ -8,7 +8,7 @@ memory). With `--preprompt TEXT` the safety pre-prompt is evaluated alone and wi
 import argparse
 from pathlib import Path
 
-from sgm_export.cli_options import add_option_flags, options_from_args
+from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.options import EvalOptions
 
 
@@ -28,6 +28,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sgm_export.arch import decoder_widths
+    from sgm_export.cli.report import print_eval_summary
     from sgm_export.errors import SgmError
     from sgm_export.evaluate.report import build_report, write_report
     from sgm_export.evaluate.runner import evaluate_variants
@@ -37,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
     from sgm_export.models.load import load_model
     from sgm_export.models.preflight import check_model
     from sgm_export.outputs import check_target_free
-    from sgm_export.report_cli import print_eval_summary
     from sgm_export.score.files import load_scores
 
     options = options_from_args(EvalOptions, args)

@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
             "score with `torchrun ... -m sgm_export score`, then run glasses and export once (see docs/scale.md)",
         )
 
+    from sgm_export.cli.report import print_run_summary
     from sgm_export.pipeline import pushed_folder, run_recipe
     from sgm_export.publish.hub import check_repo_id, hub_account, push_folder
-    from sgm_export.report_cli import print_run_summary
 
     to_push = pushed_folder(recipe)
     if to_push is not None:  # a missing token or a bad repository id must not wait for the end of the run
