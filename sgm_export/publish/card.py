@@ -25,6 +25,7 @@ from sgm_export.artifacts import ExportManifest
 from sgm_export.hashing import sha256_file
 from sgm_export.layout import CARD_FILE, ONNX_DIR
 from sgm_export.models.demo import DEMO_NAME
+from sgm_export.options import MODES
 from sgm_export.outputs import atomic_file
 from sgm_export.publish.evaluation import evaluation_markdown
 
@@ -39,11 +40,6 @@ CARD_BLOCK = "sgm_export"
 PLACEHOLDER_ID = "path/to/this/model"
 SGM_PAPER = "https://arxiv.org/abs/2512.15052"
 AURA_PAPER = "https://arxiv.org/abs/2407.12824"
-MODES = {
-    "aura": "AurA: each expert scaled by 1 - 2 x strength x (AUROC - 0.5)",
-    "damp": "Damp: each expert scaled by the constant alpha",
-    "det0": "Det0: each expert switched off (scale 0)",
-}
 SHIFT = "towards the non-toxic mean"
 RANKS = {
     "auroc": "neurons with AUROC > {threshold} on the scoring data",
