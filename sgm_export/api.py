@@ -47,7 +47,7 @@ def score(
     from sgm_export.score.files import save_scores
     from sgm_export.score.runner import score_examples
 
-    loaded = load_model(model, options.device, options.dtype, allow_pickle, trust_remote_code, options.device_map)
+    loaded = load_model(checked, options.device, options.dtype, allow_pickle, trust_remote_code, options.device_map)
     scores = score_examples(loaded, examples, options, sources=list(data))
     if out is not None:
         save_scores(scores, Path(out), force=force)
@@ -113,10 +113,10 @@ def evaluate(
 
     options = options or EvalOptions()
     check_target_free(Path(out), force)
-    check_model(model)
+    checked = check_model(model)
     glasses = _glasses(glasses)
     inputs = load_inputs(options)
-    base = load_model(model, options.device, options.dtype, device_map=options.device_map)
+    base = load_model(checked, options.device, options.dtype, device_map=options.device_map)
     glasses.check_fits(decoder_widths(base.model, base.family), model)
     results = evaluate_variants(
         comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judges, options

@@ -32,6 +32,7 @@ from sgm_export.evaluate.prompts import EvalPrompt
 from sgm_export.layout import COLLECT_SUMMARY_FILE, ROWS_FILE
 from sgm_export.models.cache import cache_root
 from sgm_export.models.load import LoadedModel
+from sgm_export.models.preflight import CheckedModel
 from sgm_export.options import CollectOptions
 from sgm_export.outputs import atomic_dir
 
@@ -54,25 +55,25 @@ class CollectRequest:
 
 
 def collect_cached(
-    model: str, sources: list[str], options: CollectOptions, allow_pickle: bool = False, trust_remote_code: bool = False
+    model: str | CheckedModel, sources: list[str], options: CollectOptions, allow_pickle: bool = False, trust_remote_code: bool = False
 ) -> tuple[Path, bool]:
     """The collection for this model, prompts and settings: from the cache when an identical one
     was made before (second value True), else sampled now. Inputs are checked before anything is
-    loaded."""
+    loaded (MODEL itself already, when `run` passes it checked)."""
     from sgm_export.data.judges import load_judge
     from sgm_export.data.sources import read_source
-    from sgm_export.models.preflight import check_model
+    from sgm_export.models.preflight import checked_model
 
     examples = [example for spec in sources for example in read_source(spec, options.limit)]
-    checked = check_model(model, allow_pickle, trust_remote_code)
+    checked = checked_model(model, allow_pickle, trust_remote_code)
     judge = load_judge(options.judge, options.toxic_at)
-    request = CollectRequest(model, model_identity(checked.source.path), tuple(sources), prompts_digest(examples), options)
+    request = CollectRequest(checked.source.name, model_identity(checked.source.path), tuple(sources), prompts_digest(examples), options)
     cached = cached_collection(request)
     if cached is not None:
         return cached, True
     from sgm_export.models.load import load_model
 
-    loaded = load_model(model, options.device, options.dtype, allow_pickle, trust_remote_code)
+    loaded = load_model(checked, options.device, options.dtype, allow_pickle, trust_remote_code)
     return collect(loaded, examples, judge, request), False
 
 

@@ -15,6 +15,7 @@ from sgm_export.export.module import write_module_checkpoint
 from sgm_export.export.source import BaseCheckpoint, open_base_checkpoint
 from sgm_export.glasses import Glasses
 from sgm_export.layout import GLASSES_FILE, SCALES_FILE
+from sgm_export.models.preflight import CheckedModel
 from sgm_export.outputs import atomic_dir, check_outside_inputs, check_target_free
 from sgm_export.publish.card import PIPELINE_TAGS, base_license, write_card
 
@@ -23,7 +24,7 @@ GLASSES_FILES = {"module": SCALES_FILE, "folded": GLASSES_FILE}
 
 
 def export_checkpoint(
-    model: str,
+    model: str | CheckedModel,
     glasses: Glasses,
     out: Path,
     format: str = "module",
@@ -35,7 +36,8 @@ def export_checkpoint(
     """Write MODEL with the glasses as a `module` or `folded` checkpoint at `out`, atomically.
 
     `recipe` (the YAML text of a `run`) is embedded in the card so the export can be reproduced;
-    `hub_repo_id`, when the destination is known, goes into the card's loading snippets.
+    `hub_repo_id`, when the destination is known, goes into the card's loading snippets. `run`
+    passes MODEL checked (see `CheckedModel`), so that it is not resolved again.
     """
     if format not in GLASSES_FILES:
         raise SgmError(f"unknown export format {format!r}", "use module or folded (ONNX has its own command: sgm-export onnx)")

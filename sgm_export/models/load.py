@@ -12,7 +12,7 @@ import torch
 
 from sgm_export.arch import Family
 from sgm_export.errors import CheckpointError, SgmError, first_line
-from sgm_export.models.preflight import check_model
+from sgm_export.models.preflight import CheckedModel, checked_model
 from sgm_export.models.processor import load_processor
 from sgm_export.models.resolve import ModelSource
 
@@ -48,7 +48,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_model(
-    name: str,
+    model: str | CheckedModel,
     device: str = "auto",
     dtype: str = "auto",
     allow_pickle: bool = False,
@@ -56,7 +56,8 @@ def load_model(
     device_map: str | None = None,
     gpus: list[int] | None = None,
 ) -> LoadedModel:
-    """Load MODEL (demo, a directory, or a Hub id) with its tokenizer, in eval mode.
+    """Load MODEL (demo, a directory, or a Hub id; or one `check_model` already checked) with its
+    tokenizer, in eval mode.
 
     With `device_map` (auto, balanced, sequential), accelerate spreads the layers over the GPUs
     (over `gpus` only, when given: the share of one rank of a data-parallel run), for a model
@@ -64,8 +65,8 @@ def load_model(
     """
     import transformers
 
-    checked = check_model(name, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-    path = checked.source.path
+    checked = checked_model(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    name, path = checked.source.name, checked.source.path
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     # Our own export: check_model found no auto_map but the one naming modeling_sgm.py, and that

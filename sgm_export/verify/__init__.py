@@ -12,6 +12,7 @@ from pathlib import Path
 from sgm_export.export.folder import export_format, export_glasses, foreign_code_problems
 from sgm_export.models.audit import refuse_foreign_auto_map
 from sgm_export.models.manifest import manifest_problems
+from sgm_export.models.preflight import CheckedModel
 from sgm_export.snapshot import folder_snapshot
 from sgm_export.verify.result import DEFAULT_TOLERANCE, VerifyResult
 
@@ -20,14 +21,15 @@ __all__ = ["DEFAULT_TOLERANCE", "VerifyResult", "verify_export"]
 
 def verify_export(
     export_dir: Path,
-    base_model: str,
+    base_model: str | CheckedModel,
     tolerance: float = DEFAULT_TOLERANCE,
     device: str = "cpu",
     dtype: str = "float64",
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
 ) -> VerifyResult:
-    """Compare the export's logits with the base model's under hook-applied glasses.
+    """Compare the export's logits with the base model's under hook-applied glasses (`run` passes
+    the base model checked, so that it is not resolved again).
 
     Both models run in float64 by default: a folded checkpoint computes x @ (W * s) where the
     reference computes (x * s) @ W, and in float32 that reordering alone moves the logits of a
@@ -41,7 +43,14 @@ def verify_export(
 
 
 def _verify_folder(
-    export_dir: Path, name: str, base_model: str, tolerance: float, device: str, dtype: str, allow_pickle: bool, trust_remote_code: bool
+    export_dir: Path,
+    name: str,
+    base_model: str | CheckedModel,
+    tolerance: float,
+    device: str,
+    dtype: str,
+    allow_pickle: bool,
+    trust_remote_code: bool,
 ) -> VerifyResult:
     """`verify_export` on a folder nothing else writes to."""
     fmt = export_format(export_dir)

@@ -13,6 +13,7 @@ from sgm_export.data.images import probe_image
 from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.glasses import Glasses
 from sgm_export.models.load import LoadedModel, load_model
+from sgm_export.models.preflight import CheckedModel
 from sgm_export.score.runner import model_inputs
 from sgm_export.verify.result import VERIFY_IMAGE_PROMPT, VERIFY_PROMPTS, VerifyResult
 
@@ -56,7 +57,7 @@ def probe_logits(model: torch.nn.Module, probes: list[dict[str, Any]]) -> torch.
 
 
 def verify_checkpoint_logits(
-    export_dir: Path, fmt: str, glasses: Glasses, base_model: str, tolerance: float, device: str, dtype: str, **access: bool
+    export_dir: Path, fmt: str, glasses: Glasses, base_model: str | CheckedModel, tolerance: float, device: str, dtype: str, **access: bool
 ) -> VerifyResult:
     """Run the export and the hooked base model on the verify probes and compare their logits;
     `access` are the base model's `allow_pickle` and `trust_remote_code`."""

@@ -27,6 +27,7 @@ from sgm_export.export.onnx.trace import DTYPES
 from sgm_export.glasses import Glasses, load_glasses
 from sgm_export.layout import GLASSES_FILE
 from sgm_export.models.load import LoadedModel, load_model
+from sgm_export.models.preflight import CheckedModel
 from sgm_export.runtime import OnnxCausalLM
 from sgm_export.runtime.tokenizer import left_padded
 from sgm_export.verify.result import VERIFY_PROMPTS, VerifyResult
@@ -125,7 +126,7 @@ def rounding_error(base: LoadedModel, glasses: Glasses, prompts: list[list[int]]
     return float(np.abs(rounded - exact)[real].max())
 
 
-def verify_onnx_export(export_dir: Path, base_model: str, tolerance: float, device: str = "cpu") -> VerifyResult:
+def verify_onnx_export(export_dir: Path, base_model: str | CheckedModel, tolerance: float, device: str = "cpu") -> VerifyResult:
     """`sgm-export verify` for an ONNX folder: logits, scale initializers and file hashes."""
     export_dir = Path(export_dir)
     glasses = load_glasses(export_dir / GLASSES_FILE)

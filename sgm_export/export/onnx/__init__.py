@@ -29,19 +29,21 @@ from sgm_export.progress import progress_bar
 
 if TYPE_CHECKING:
     from sgm_export.export.onnx.source import OnnxSource
+    from sgm_export.models.preflight import CheckedModel
 
 REQUIRED_PACKAGES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")
 
 
 def export_onnx(
-    model: str,
+    model: "str | CheckedModel",
     out: Path,
     glasses: Glasses | None = None,
     options: OnnxOptions | None = None,
     force: bool = False,
     external_data_threshold: int | None = None,
 ) -> Path:
-    """Write the ONNX folder of MODEL_OR_DIR (a base model with `glasses`, or an sgm-export checkpoint)."""
+    """Write the ONNX folder of MODEL_OR_DIR (a base model with `glasses`, or an sgm-export checkpoint;
+    checked already when `run` passes it)."""
     require_onnx_packages()
     from sgm_export.export.onnx.source import open_onnx_source
 

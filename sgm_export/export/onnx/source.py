@@ -30,7 +30,7 @@ from sgm_export.modeling import WEIGHTS_VARIANT
 from sgm_export.models.audit import audit_folder
 from sgm_export.models.checkpoint import SAFE_INDEX, read_config, with_variant
 from sgm_export.models.load import load_model
-from sgm_export.models.preflight import model_family
+from sgm_export.models.preflight import CheckedModel, model_family
 from sgm_export.models.resolve import ModelSource, resolve_model
 from sgm_export.publish.card import PIPELINE_TAGS, base_license
 
@@ -68,24 +68,27 @@ class OnnxSource:
         return companion_files(self.folder, also_skip=MODULE_ONLY_FILES)
 
 
-def open_onnx_source(model: str, glasses: Glasses | None) -> OnnxSource:
-    """Load MODEL_OR_DIR for the ONNX export, with its glasses."""
-    source = resolve_model(model)
+def open_onnx_source(model: str | CheckedModel, glasses: Glasses | None) -> OnnxSource:
+    """Load MODEL_OR_DIR (resolved here unless `run` passes it checked) for the ONNX export, with its glasses."""
+    held = model if isinstance(model, CheckedModel) else None
+    source = held.source if held else resolve_model(model)
+    name = source.name
     config = read_config(source.path)
-    audit_folder(source.path, model)  # the ONNX folder carries the tokenizer and configs over: none may name code
+    if held is None or held.trust_remote_code:  # a held model was audited without trusted code already
+        audit_folder(source.path, name)  # the ONNX folder carries the tokenizer and configs over: none may name code
     kind = _kind(source.path)
     if kind == "onnx":
-        raise SgmError(f"{model} is already an ONNX export", "pass the base model or a module/folded export")
+        raise SgmError(f"{name} is already an ONNX export", "pass the base model or a module/folded export")
     if kind != "base" and glasses is not None:
         raise SgmError(
-            f"{model} is a {kind} export that carries its own glasses, so --glasses would be a second pair",
+            f"{name} is a {kind} export that carries its own glasses, so --glasses would be a second pair",
             "drop --glasses, or export from the base model",
         )
     if kind == "base" and glasses is None:
-        raise SgmError(f"{model} is a base model, so the ONNX export needs glasses", "pass --glasses FILE")
+        raise SgmError(f"{name} is a base model, so the ONNX export needs glasses", "pass --glasses FILE")
     family, _ = model_family(config)
     if family.multimodal:
-        check_onnx_family(_model_type(config), model)
+        check_onnx_family(_model_type(config), name)
     manifest = read_export_manifest(source.path)
     base_name = (manifest.base_model if manifest else None) or source.hub_id or source.name
     provenance = _provenance(manifest) if kind != "base" else _base_provenance(source, family, glasses)
@@ -93,11 +96,11 @@ def open_onnx_source(model: str, glasses: Glasses | None) -> OnnxSource:
         base_config = {**config["base_config"], "architectures": [config["sgm"]["base_architecture"]]}
         glasses = _with_settings(export_glasses(source.path), manifest)
         return OnnxSource(_load_module_weights(source.path, config), family, glasses, base_config, source.path, kind, base_name, provenance)
-    loaded = load_model(model, device="cpu", dtype="float32")
+    loaded = load_model(held or name, device="cpu", dtype="float32")
     if kind == "folded":
         glasses = _with_settings(export_glasses(source.path), manifest)
         _unfold(loaded.model, family, glasses)
-    _check_fits(loaded.model, family, glasses, model)
+    _check_fits(loaded.model, family, glasses, name)
     return OnnxSource(loaded.model, family, glasses, config, source.path, kind, base_name, provenance)
 
 
