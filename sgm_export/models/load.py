@@ -30,6 +30,22 @@ class LoadedModel:
     is_sgm_export: bool
     processor: Any | None = None  # vision-language models: builds image+text inputs
 
+    @property
+    def pad_token_id(self) -> int:
+        """The id every stage pads a batch with (see `pad_token_id`)."""
+        return pad_token_id(self.tokenizer)
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """How a batch is padded, for scoring, sampling, fluency and verification alike: with the
+    tokenizer's pad token, else its EOS (many causal LMs have no pad token), else 0. Padded
+    positions are masked out everywhere, so the choice changes no score and no logit; having one
+    rule keeps the stages from drifting apart."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return candidate
+    return 0
+
 
 def resolve_device(device: str) -> torch.device:
     """`auto` is CUDA when present, else the CPU; asking for CUDA without one is an error."""

@@ -83,7 +83,7 @@ def pooled_activations(
 def batch_source(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> BatchSource:
     """The examples ready to batch: through the processor for vision-language models, else tokens only."""
     tokenizer = loaded.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = loaded.pad_token_id
     if loaded.processor is not None:
         encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, options.max_length)
         return encoder.batch_source(examples, pad_id)

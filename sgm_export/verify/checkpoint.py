@@ -25,7 +25,7 @@ def verify_probes(loaded: LoadedModel) -> list[dict[str, Any]]:
     and the text path are both checked without holding logits for hundreds of image tokens."""
     tokenizer = loaded.tokenizer
     if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.pad_token_id = loaded.pad_token_id  # the tokenizer pads the text batch itself
     if loaded.processor is None:
         return [dict(tokenizer(list(VERIFY_PROMPTS), return_tensors="pt", padding=True).to(loaded.device))]
     encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, max_length=64)
@@ -42,7 +42,7 @@ def verify_probes(loaded: LoadedModel) -> list[dict[str, Any]]:
                 origin=f"verify prompt {number + 1}",
             )
             encoded = encoder.encode(example)
-            inputs = model_inputs(loaded, encoder.collate([encoded], [number], tokenizer.pad_token_id))
+            inputs = model_inputs(loaded, encoder.collate([encoded], [number], loaded.pad_token_id))
             probes.append({**inputs, "logits_to_keep": sum(encoded.pool_mask) + 1})  # the answer, and what predicts it
     return probes
 
