@@ -24,18 +24,17 @@ from pathlib import Path
 
 from sgm_export import __version__
 from sgm_export.data.examples import NEUTRAL, TOXIC, Example
+from sgm_export.data.judges import Judge
 from sgm_export.errors import DataError
 from sgm_export.evaluate.generate import sampling_settings
 from sgm_export.evaluate.generate_images import sample_prompts
-from sgm_export.evaluate.judges import Judge
 from sgm_export.evaluate.prompts import EvalPrompt
+from sgm_export.layout import COLLECT_SUMMARY_FILE, ROWS_FILE
 from sgm_export.models.cache import cache_root
 from sgm_export.models.load import LoadedModel
+from sgm_export.models.preflight import CheckedModel
 from sgm_export.options import CollectOptions
 from sgm_export.outputs import atomic_dir
-
-ROWS_FILE = "continuations.jsonl"
-SUMMARY_FILE = "collect.json"
 
 
 @dataclass(frozen=True)
@@ -56,25 +55,25 @@ class CollectRequest:
 
 
 def collect_cached(
-    model: str, sources: list[str], options: CollectOptions, allow_pickle: bool = False, trust_remote_code: bool = False
+    model: str | CheckedModel, sources: list[str], options: CollectOptions, allow_pickle: bool = False, trust_remote_code: bool = False
 ) -> tuple[Path, bool]:
     """The collection for this model, prompts and settings: from the cache when an identical one
     was made before (second value True), else sampled now. Inputs are checked before anything is
-    loaded."""
+    loaded (MODEL itself already, when `run` passes it checked)."""
+    from sgm_export.data.judges import load_judge
     from sgm_export.data.sources import read_source
-    from sgm_export.evaluate.judges import load_judge
-    from sgm_export.models.preflight import check_model
+    from sgm_export.models.preflight import checked_model
 
     examples = [example for spec in sources for example in read_source(spec, options.limit)]
-    checked = check_model(model, allow_pickle, trust_remote_code)
+    checked = checked_model(model, allow_pickle, trust_remote_code)
     judge = load_judge(options.judge, options.toxic_at)
-    request = CollectRequest(model, model_identity(checked.source.path), tuple(sources), prompts_digest(examples), options)
+    request = CollectRequest(checked.source.name, model_identity(checked.source.path), tuple(sources), prompts_digest(examples), options)
     cached = cached_collection(request)
     if cached is not None:
         return cached, True
     from sgm_export.models.load import load_model
 
-    loaded = load_model(model, options.device, options.dtype, allow_pickle, trust_remote_code)
+    loaded = load_model(checked, options.device, options.dtype, allow_pickle, trust_remote_code)
     return collect(loaded, examples, judge, request), False
 
 
@@ -88,7 +87,7 @@ def model_identity(path: Path) -> str:
 
 def read_summary(folder: Path) -> dict:
     """collect.json of a collection folder."""
-    return json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    return json.loads((folder / COLLECT_SUMMARY_FILE).read_text(encoding="utf-8"))
 
 
 def prompts_digest(examples: list[Example]) -> str:
@@ -102,7 +101,7 @@ def prompts_digest(examples: list[Example]) -> str:
 def cached_collection(request: CollectRequest) -> Path | None:
     """The cache folder of an earlier identical collection, if there is one."""
     folder = cache_root() / "collect" / request.fingerprint()
-    return folder if (folder / SUMMARY_FILE).is_file() and (folder / ROWS_FILE).is_file() else None
+    return folder if (folder / COLLECT_SUMMARY_FILE).is_file() and (folder / ROWS_FILE).is_file() else None
 
 
 def collect(loaded: LoadedModel, examples: list[Example], judge: Judge, request: CollectRequest) -> Path:
@@ -137,7 +136,7 @@ def collect(loaded: LoadedModel, examples: list[Example], judge: Judge, request:
     folder = cache_root() / "collect" / request.fingerprint()
     with atomic_dir(folder, force=True) as staging:
         (staging / ROWS_FILE).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (staging / COLLECT_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return folder
 
 
@@ -164,6 +163,6 @@ def labelled_rows(examples: list[Example], texts: list[list[str]], judge: Judge,
 def copy_collection(folder: Path, out: Path, force: bool) -> Path:
     """Place a collection (from the cache) at `out`, atomically."""
     with atomic_dir(out, force=force) as staging:
-        for name in (ROWS_FILE, SUMMARY_FILE):
+        for name in (ROWS_FILE, COLLECT_SUMMARY_FILE):
             shutil.copyfile(folder / name, staging / name)
     return out

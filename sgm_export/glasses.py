@@ -7,8 +7,9 @@ all layers). Every other neuron keeps scale 1.0. Experts are scaled by:
 - `damp`: the constant `alpha`;
 - `det0`: 0 (the neuron is switched off).
 
-`glasses.safetensors` holds `layers.{i}.scale` (float32 [d_ff]) per layer, with the settings and
-`base_model` in its metadata.
+`glasses.safetensors` holds `layers.{i}.scale` (float32 [d_ff]) per layer, with an
+`artifacts.GlassesMetadata` (the settings, where the experts were found, `base_model`) in its
+metadata.
 
 The scales are float32 numpy arrays, not torch tensors: exporting a module checkpoint only copies
 files and writes the scales, and importing torch would be most of its time. Code that applies
@@ -17,6 +18,7 @@ the scales to a model converts them with `torch.from_numpy`.
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +28,7 @@ from numpy.typing import ArrayLike
 from safetensors.numpy import save_file
 
 from sgm_export import __version__
+from sgm_export.artifacts import GlassesMetadata
 from sgm_export.errors import CheckpointError, ShapeMismatchError
 from sgm_export.options import GlassesOptions
 from sgm_export.outputs import atomic_file
@@ -35,9 +38,6 @@ if TYPE_CHECKING:
     from sgm_export.score.files import Scores
 
 _KEY = re.compile(r"^layers\.(\d+)\.(scale|shift)$")
-# The glasses file that folded and ONNX exports carry beside their weights.
-GLASSES_FILE = "glasses.safetensors"
-SCORING_PROVENANCE = ("model_type", "pool", "max_length", "limit", "data", "n_toxic", "n_neutral")
 
 
 @dataclass
@@ -48,10 +48,12 @@ class Glasses:
     contiguous float32 numpy vectors, which `safetensors.numpy` writes as they are."""
 
     scales: list[np.ndarray]
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: GlassesMetadata = field(default_factory=GlassesMetadata)
     shifts: list[np.ndarray] | None = None  # added after the scale (`shift` option); None: all zero
 
     def __post_init__(self) -> None:
+        if isinstance(self.metadata, Mapping):  # the safetensors strings, as tests and callers may give them
+            self.metadata = GlassesMetadata.from_strings(self.metadata)
         self.scales = [_float32(scale) for scale in self.scales]
         if self.shifts is not None:
             self.shifts = [_float32(shift) for shift in self.shifts]
@@ -98,22 +100,14 @@ def compute_glasses(scores: "Scores", options: GlassesOptions) -> Glasses:
     if options.shift:
         target = np.concatenate([_float32(mean) for mean in scores.mean_neutral])
         shifts = np.split(((1.0 - scale) * target * experts).astype(np.float32), np.cumsum(scores.widths)[:-1])
-    metadata = {
-        "mode": options.mode,
-        "rank": options.rank,
-        "threshold": repr(options.threshold),
-        "top_k": "" if options.top_k is None else str(options.top_k),
-        "alpha": repr(options.alpha),
-        "strength": repr(options.strength),
-        "guard": repr(options.guard),
-        "n_guarded": "" if guarded is None else str(int(guarded.sum())),
-        "shift": "towards the non-toxic mean" if options.shift else "",
-        "amplify": "" if options.amplify is None else repr(options.amplify),
-        "base_model": scores.metadata.get("model", ""),
-        # Where the experts were found, carried on to every export and its model card.
-        **{key: scores.metadata.get(key, "") for key in SCORING_PROVENANCE},
-        "n_experts": str(int(experts.sum())),
-    }
+    metadata = GlassesMetadata(
+        settings=options,
+        provenance=scores.metadata.provenance(),  # where the experts were found, carried on to every export and its card
+        base_model=scores.metadata.model,
+        n_experts=int(experts.sum()),
+        n_guarded=None if guarded is None else int(guarded.sum()),
+        sgm_export_version=__version__,
+    )
     return Glasses(np.split(scale, np.cumsum(scores.widths)[:-1]), metadata, shifts)
 
 
@@ -122,7 +116,7 @@ def expert_ranking(scores: "Scores", options: GlassesOptions, flat_auroc: np.nda
     if options.rank == "auroc":
         return flat_auroc > options.threshold, flat_auroc
     if scores.vocab is None:
-        reason = scores.metadata.get("vocabulary") or "they were written by an older sgm-export"
+        reason = scores.metadata.vocabulary or "they were written by an older sgm-export"
         raise CheckpointError(
             f"--rank {options.rank} needs the vocabulary rating of each neuron, which these scores lack ({reason})",
             "score the model again with this version (and without --no-vocabulary), or use --rank auroc",
@@ -184,7 +178,7 @@ def save_glasses(glasses: Glasses, path: Path, force: bool = False) -> Path:
     """Write glasses.safetensors atomically."""
     tensors = {f"layers.{i}.scale": scale for i, scale in enumerate(glasses.scales)}
     tensors.update({f"layers.{i}.shift": shift for i, shift in enumerate(glasses.shifts or [])})
-    metadata = {"format": "pt", "sgm_export_version": __version__, **glasses.metadata}
+    metadata = {"format": "pt", **glasses.metadata.to_strings(), "sgm_export_version": glasses.metadata.sgm_export_version or __version__}
     with atomic_file(Path(path), force=force) as staging:
         save_file(tensors, staging, metadata=metadata)
     return Path(path)
@@ -203,7 +197,9 @@ def load_glasses(path: Path) -> Glasses:
             layers.setdefault(int(match[1]), {})[match[2]] = tensor
     if not layers or sorted(layers) != list(range(len(layers))) or any("scale" not in layer for layer in layers.values()):
         raise CheckpointError(f"{path} does not hold layers.{{i}}.scale for consecutive layers", "compute the glasses again")
-    ceiling = _amplify_cap(metadata, path)
+    settings = GlassesMetadata.from_strings(metadata, str(path))
+    amplify = settings.settings.amplify if settings.settings is not None else None
+    ceiling = 1.0 if amplify is None else amplify
     scales = [layers[i]["scale"].astype(np.float32) for i in range(len(layers))]
     with_shift = [i for i in range(len(layers)) if "shift" in layers[i]]
     if with_shift and len(with_shift) != len(layers):
@@ -218,32 +214,19 @@ def load_glasses(path: Path) -> Glasses:
             raise CheckpointError(f"{path}: layers.{i}.scale has values outside [0, {ceiling:g}]", "compute the glasses again")
         if shifts is not None and (shifts[i].shape != scale.shape or not np.isfinite(shifts[i]).all()):
             raise CheckpointError(f"{path}: layers.{i}.shift is not a finite vector as wide as the scale", "compute the glasses again")
-    return Glasses(scales, {k: v for k, v in metadata.items() if k != "format"}, shifts)
-
-
-def _amplify_cap(metadata: dict[str, str], path: Path) -> float:
-    """The largest scale the file may hold: 1, or the `amplify` cap its metadata records."""
-    recorded = metadata.get("amplify", "")
-    if not recorded:
-        return 1.0
-    try:
-        cap = float(recorded)
-    except ValueError:
-        raise CheckpointError(f"{path}: metadata amplify={recorded!r} is not a number", "compute the glasses again") from None
-    if not np.isfinite(cap) or cap < 1.0:
-        raise CheckpointError(f"{path}: metadata amplify={recorded!r} is not a number of at least 1", "compute the glasses again")
-    return cap
+    return Glasses(scales, settings, shifts)
 
 
 def describe(glasses: Glasses) -> str:
     """One line for people: how many experts, in which mode."""
     per_layer = glasses.experts_per_layer()
-    extras = [f"rank {glasses.metadata['rank']}"] if glasses.metadata.get("rank", "auroc") != "auroc" else []
+    settings = glasses.metadata.settings
+    extras = [f"rank {settings.rank}"] if settings is not None and settings.rank != "auroc" else []
     if glasses.shifts is not None:
         extras.append("shifted towards the non-toxic mean")
-    if glasses.metadata.get("amplify"):
-        extras.append(f"{int(sum((scale > 1).sum() for scale in glasses.scales))} amplified up to {glasses.metadata['amplify']}")
-    detail = ", ".join([f"{glasses.metadata.get('mode', '?')} mode", *extras])
+    if settings is not None and settings.amplify is not None:
+        extras.append(f"{int(sum((scale > 1).sum() for scale in glasses.scales))} amplified up to {settings.amplify}")
+    detail = ", ".join([f"{settings.mode if settings is not None else '?'} mode", *extras])
     return f"{sum(per_layer)} experts ({detail}) across {len(per_layer)} layers: {json.dumps(per_layer)}"
 
 

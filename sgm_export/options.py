@@ -1,7 +1,7 @@
 """Every setting of every stage, as pydantic models.
 
 One definition serves three front ends: the recipe file (these models nest inside `Recipe`), the
-command line (each field becomes a `--flag`, see `cli_options.py`) and the Python API. Field
+command line (each field becomes a `--flag`, see `cli/options.py`) and the Python API. Field
 descriptions are the help texts.
 """
 
@@ -13,7 +13,13 @@ Pool = Literal["mean", "max"]
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 DeviceMap = Literal["auto", "balanced", "sequential"]
-Mode = Literal["aura", "damp", "det0"]
+# The glasses' modes, each with the line the model card shows (glasses.py computes the scales).
+MODES = {
+    "aura": "AurA: each expert scaled by 1 - 2 x strength x (AUROC - 0.5)",
+    "damp": "Damp: each expert scaled by the constant alpha",
+    "det0": "Det0: each expert switched off (scale 0)",
+}
+Mode = Literal[tuple(MODES)]
 Rank = Literal["auroc", "vocab", "combined"]
 ExportFormat = Literal["module", "folded", "onnx"]
 OnnxDType = Literal["float32", "float16"]

@@ -35,8 +35,9 @@ from sgm_export.export import export_checkpoint
 from sgm_export.export.onnx import export_onnx, require_onnx_packages
 from sgm_export.export.onnx.families import check_onnx_family
 from sgm_export.glasses import Glasses, compute_glasses, save_glasses
+from sgm_export.layout import CHECKPOINT_DIRS, COLLECT_DIR, EVAL_DIR, GLASSES_FILE, ROWS_FILE, RUN_SUMMARY_FILE, SCORES_DIR
 from sgm_export.models.load import load_model
-from sgm_export.models.preflight import check_max_length, check_model
+from sgm_export.models.preflight import CheckedModel, check_max_length, check_model
 from sgm_export.options import CollectOptions
 from sgm_export.outputs import atomic_dir, check_outside_inputs, check_target_free
 from sgm_export.publish.refresh import refresh_card
@@ -44,8 +45,6 @@ from sgm_export.recipe import Recipe
 from sgm_export.score.files import Scores, save_scores
 from sgm_export.score.runner import score_examples
 from sgm_export.verify import verify_export
-
-CHECKPOINT_DIRS = {"module": "model", "folded": "model-folded", "onnx": "model-onnx"}
 
 
 @dataclass
@@ -85,7 +84,8 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
     """Score, compute glasses, export (and verify) as the recipe says; returns the summary.
 
     Everything the recipe names (output, data, model) is checked before any work starts, so a
-    typo in the last line of a recipe does not cost a scoring pass.
+    typo in the last line of a recipe does not cost a scoring pass. The model is resolved and
+    checked once, here: every stage gets the checked model, not its name.
     Pushing (`push.repo_id`) happens after the output folder is in place: see `pushed_folder`.
     """
     out = Path(recipe.out)
@@ -106,36 +106,36 @@ def run_recipe(recipe: Recipe, force: bool = False) -> RunSummary:
         sources = list(recipe.data)
         if recipe.collect is not None:
             with summary.timed("collect"):
-                collected = _collect(recipe, staging, summary)
+                collected = _collect(recipe, checked, staging, summary)
             examples += read_sources([str(collected)], recipe.score.limit)
-            sources.append(str(out / "collect" / collected.name))
-        scores = _score(recipe, examples, sources, staging, summary)
+            sources.append(str(out / COLLECT_DIR / collected.name))
+        scores = _score(recipe, checked, examples, sources, staging, summary)
         glasses = _glasses(recipe, scores, staging, summary)
         for fmt in recipe.export.formats:
             target = staging / CHECKPOINT_DIRS[fmt]
             hub_repo_id = recipe.push.repo_id if fmt == pushed_format else None
             with summary.timed(f"export_{fmt}"):
                 if fmt == "onnx":
-                    export_onnx(recipe.model, target, glasses, recipe.export.onnx)
+                    export_onnx(checked, target, glasses, recipe.export.onnx)
                 else:
                     export_checkpoint(
-                        recipe.model, glasses, target, format=fmt, link=recipe.export.link, recipe=recipe_text, hub_repo_id=hub_repo_id
+                        checked, glasses, target, format=fmt, link=recipe.export.link, recipe=recipe_text, hub_repo_id=hub_repo_id
                     )
             summary.outputs[fmt] = str(out / CHECKPOINT_DIRS[fmt])
             if recipe.export.verify:
                 with summary.timed(f"verify_{fmt}"):
-                    result = verify_export(target, recipe.model)
+                    result = verify_export(target, checked)
                 summary.verification[fmt] = {"passed": result.passed, "max_abs_diff": result.max_abs_diff}
                 if not result.passed:
                     raise SgmError(f"the {fmt} export failed verification: {result.describe()}", "please report this as a bug")
         if recipe.eval is not None:
             with summary.timed("eval"):
-                _evaluate(recipe, scores, glasses, staging, summary)
+                _evaluate(recipe, checked, scores, glasses, staging, summary)
             for fmt in recipe.export.formats:
                 if fmt != "onnx":
-                    refresh_card(staging / CHECKPOINT_DIRS[fmt], report_dir=staging / "eval")
+                    refresh_card(staging / CHECKPOINT_DIRS[fmt], report_dir=staging / EVAL_DIR)
         (staging / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
-        (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
+        (staging / RUN_SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
     return summary
 
 
@@ -156,26 +156,28 @@ def pushed_folder(recipe: Recipe) -> Path | None:
     return None if fmt is None else Path(recipe.out) / CHECKPOINT_DIRS[fmt]
 
 
-def _collect(recipe: Recipe, staging: Path, summary: RunSummary) -> Path:
+def _collect(recipe: Recipe, checked: CheckedModel, staging: Path, summary: RunSummary) -> Path:
     """The recipe's collection (from the cache when an identical one exists), copied into
     OUT/collect; returns the rows file inside the staging folder."""
-    from sgm_export.collect import ROWS_FILE, collect_cached, copy_collection
+    from sgm_export.collect import collect_cached, copy_collection
 
     options = CollectOptions(**recipe.collect.model_dump(exclude={"prompts"}))
-    folder, _reused = collect_cached(recipe.model, recipe.collect.prompts, options, recipe.allow_pickle, recipe.trust_remote_code)
-    copy_collection(folder, staging / "collect", force=False)
-    summary.outputs["collect"] = str(summary.out / "collect")
-    return staging / "collect" / ROWS_FILE
+    folder, _reused = collect_cached(checked, recipe.collect.prompts, options, recipe.allow_pickle, recipe.trust_remote_code)
+    copy_collection(folder, staging / COLLECT_DIR, force=False)
+    summary.outputs["collect"] = str(summary.out / COLLECT_DIR)
+    return staging / COLLECT_DIR / ROWS_FILE
 
 
-def _score(recipe: Recipe, examples: list[Example], sources: list[str], staging: Path, summary: RunSummary) -> Scores:
+def _score(
+    recipe: Recipe, checked: CheckedModel, examples: list[Example], sources: list[str], staging: Path, summary: RunSummary
+) -> Scores:
     summary.n_examples = {
         "toxic": sum(example.label == 1 for example in examples),
         "neutral": sum(example.label == 0 for example in examples),
     }
     with summary.timed("load_model"):
         loaded = load_model(
-            recipe.model,
+            checked,
             device=recipe.score.device,
             dtype=recipe.score.dtype,
             allow_pickle=recipe.allow_pickle,
@@ -186,8 +188,8 @@ def _score(recipe: Recipe, examples: list[Example], sources: list[str], staging:
         scores = score_examples(loaded, examples, recipe.score, sources=sources)
     del loaded
     gc.collect()
-    save_scores(scores, staging / "scores")
-    summary.outputs["scores"] = str(summary.out / "scores")
+    save_scores(scores, staging / SCORES_DIR)
+    summary.outputs["scores"] = str(summary.out / SCORES_DIR)
     summary.top_auroc = [entry["auroc"] for entry in scores.summary(top=5)["top_experts"]]
     return scores
 
@@ -195,13 +197,13 @@ def _score(recipe: Recipe, examples: list[Example], sources: list[str], staging:
 def _glasses(recipe: Recipe, scores: Scores, staging: Path, summary: RunSummary) -> Glasses:
     with summary.timed("glasses"):
         glasses = compute_glasses(scores, recipe.glasses)
-        save_glasses(glasses, staging / "glasses.safetensors")
-    summary.outputs["glasses"] = str(summary.out / "glasses.safetensors")
+        save_glasses(glasses, staging / GLASSES_FILE)
+    summary.outputs["glasses"] = str(summary.out / GLASSES_FILE)
     summary.experts_per_layer = glasses.experts_per_layer()
     return glasses
 
 
-def _evaluate(recipe: Recipe, scores: Scores, glasses: Glasses, staging: Path, summary: RunSummary) -> None:
+def _evaluate(recipe: Recipe, checked: CheckedModel, scores: Scores, glasses: Glasses, staging: Path, summary: RunSummary) -> None:
     """Base model and glasses (applied by hooks), and the pre-prompt variants if asked, into OUT/eval."""
     from sgm_export.evaluate.report import build_report, write_report_files
     from sgm_export.evaluate.runner import evaluate_variants
@@ -209,14 +211,14 @@ def _evaluate(recipe: Recipe, scores: Scores, glasses: Glasses, staging: Path, s
 
     options = recipe.eval
     inputs = load_inputs(options)
-    base = load_model(recipe.model, options.device, options.dtype, recipe.allow_pickle, recipe.trust_remote_code, options.device_map)
+    base = load_model(checked, options.device, options.dtype, recipe.allow_pickle, recipe.trust_remote_code, options.device_map)
     results = evaluate_variants(
         comparison_variants(base, None, glasses, options.preprompt), inputs.prompt_sets, inputs.neutral, inputs.judges, options
     )
     report = build_report(results, header(recipe.model, recipe.model, inputs, options, glasses))
-    (staging / "eval").mkdir()
-    write_report_files(staging / "eval", report, results, glasses, scores)
-    summary.outputs["eval"] = str(summary.out / "eval")
+    (staging / EVAL_DIR).mkdir()
+    write_report_files(staging / EVAL_DIR, report, results, glasses, scores)
+    summary.outputs["eval"] = str(summary.out / EVAL_DIR)
     summary.evaluation = {
         name: {key: report[name][key] for key in ("harmful_rate", "harmful_prompt_rate", "perplexity", "kl_from_base", "n_prompts")}
         for name in report["sections"]

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from sgm_export.cli_options import without_none
+from sgm_export.cli.options import without_none
 from sgm_export.errors import RecipeError
 from sgm_export.options import CollectOptions, EvalOptions, ExportOptions, GlassesOptions, PushOptions, ScoreOptions, StrictModel
 
@@ -65,8 +65,9 @@ class Recipe(StrictModel):
         return self
 
 
-def load_recipe(path: Path, overrides: list[str] = (), environ: Mapping[str, str] | None = None) -> Recipe:
-    """Read, merge and validate a recipe; any problem is a one-line RecipeError."""
+def load_recipe(path: Path, overrides: list[str] = (), environ: Mapping[str, str] | None = None, out: Path | None = None) -> Recipe:
+    """Read, merge and validate a recipe; any problem is a one-line RecipeError. `out` (`run
+    --out`) is a path as given, never read as YAML: `--out 2024-01-01` is a folder, not a date."""
     values = _read_yaml(Path(path))
     origins: dict[str, str] = {}  # key -> where its value came from, when not the file
     for name, key, value in _env_overrides(os.environ if environ is None else environ):
@@ -78,6 +79,9 @@ def load_recipe(path: Path, overrides: list[str] = (), environ: Mapping[str, str
             raise RecipeError(f"--set {override!r} is not key=value", "write it like --set glasses.top_k=500")
         origins[key.strip()] = f"--set {_printable(key.strip())}"
         _set_dotted(values, key.strip(), _parse_value(raw), origin=origins[key.strip()])
+    if out is not None and isinstance(values, dict):
+        origins["out"] = "--out"
+        values["out"] = str(out)
     return validate_recipe(values, source=str(path), origins=origins)
 
 

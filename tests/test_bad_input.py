@@ -161,7 +161,7 @@ def build_scores_and_glasses(root: Path, llama: Path, data: Path) -> dict[str, P
     widths = scores.widths
 
     def glasses_file(name: str, scales: list[torch.Tensor]) -> Path:
-        return save_glasses(Glasses(scales, {"mode": "test"}), root / name)
+        return save_glasses(Glasses(scales, {}), root / name)
 
     files["glasses-gpt2"] = glasses_file("gpt2-glasses.safetensors", [torch.full((64,), 0.5) for _ in range(2)])
     nan = [torch.ones(w) for w in widths]

@@ -13,6 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from sgm_export.artifacts import read_export_manifest
 from sgm_export.errors import CheckpointError
 from sgm_export.export import export_checkpoint
 from sgm_export.models.manifest import manifest_problems, read_manifest
@@ -76,7 +77,9 @@ def test_manifest_records_settings_sources_and_every_file(module_export):
     assert sorted(manifest["files"]) == [name for name in on_disk if name != "sgm_export.json"]
     assert all(manifest["files"][name] == sha256(module_export / name) for name in manifest["files"])
     assert "README.md" in manifest["files"]
-    assert manifest["sgm_export_version"] and manifest["glasses"]["mode"] == "aura" and manifest["glasses"]["threshold"] == "0.6"
+    assert (
+        manifest["sgm_export_version"] and manifest["glasses"]["mode"] == "aura" and manifest["glasses"]["threshold"] == 0.6
+    )  # numbers as numbers (issue 13)
     assert manifest["data_sources"] == ["data.jsonl", "builtin:neutral"]
     assert manifest["base_license"] == {"license": "other", "license_name": "tiny-license", "license_link": "LICENSE"}
     assert manifest_problems(module_export) == [] and publish_problems(module_export) == []
@@ -153,7 +156,7 @@ def test_an_attached_report_renders_every_section_and_its_plots(module_export, t
 
 
 def test_the_onnx_section_appears_with_an_onnx_folder(module_export):
-    manifest = read_manifest(module_export)
+    manifest = read_export_manifest(module_export)
     assert "### ONNX" not in render_card(module_export, manifest).text
     (module_export / "onnx").mkdir()
     (module_export / "onnx" / "sgm_onnx.json").write_text("{}", encoding="utf-8")

@@ -99,8 +99,8 @@ def test_run_recipe_with_a_collect_section_scores_on_the_continuations(tmp_path,
     scores_summary = json.loads((tmp_path / "run" / "scores" / "scores.json").read_text())
     n_labelled = len((labelled_jsonl).read_text().splitlines()) if with_data else 0
     metadata = scores_summary["metadata"]
-    assert int(metadata["n_toxic"]) + int(metadata["n_neutral"]) == n_labelled + len(rows)
-    assert json.loads(metadata["data"])[-1].endswith("collect/continuations.jsonl")
+    assert metadata["n_toxic"] + metadata["n_neutral"] == n_labelled + len(rows)
+    assert metadata["data"][-1].endswith("collect/continuations.jsonl")
 
 
 def test_collect_continues_image_prompts_of_a_vision_language_model(tmp_path):

@@ -54,7 +54,9 @@ def test_eval_with_hooked_glasses_and_preprompt_writes_a_complete_report(scored,
     report = json.loads((out / "report.json").read_text())
     assert report["sections"] == ["base", "glasses", "preprompt", "glasses+preprompt"]
     assert report["judge"] == {"name": "profanity-check", "threshold": 0.5}
-    assert report["settings"]["samples"] == 2 and report["n_prompts"] == 4 and report["glasses_settings"]["threshold"] == "0.55"
+    assert (
+        report["settings"]["samples"] == 2 and report["n_prompts"] == 4 and report["glasses_settings"]["threshold"] == 0.55
+    )  # numbers as numbers (issue 13)
     for name in report["sections"]:
         section = report[name]
         assert {"harmful_rate", "perplexity", "n_prompts", "kl_from_base", "perplexity_generations_base"} <= set(section)

@@ -58,7 +58,7 @@ def test_image_prompts_are_paired_across_variants(vlm):
     base = sample_prompts(loaded, prompts, "", SETTINGS)
     assert all(len(per_prompt) == 2 for per_prompt in base.tokens)
     assert sample_prompts(loaded, prompts, "", SETTINGS).tokens == base.tokens  # seeded
-    ones = Glasses([np.ones_like(scale) for scale in glasses.scales], {"mode": "test"})
+    ones = Glasses([np.ones_like(scale) for scale in glasses.scales], {})
     with glasses_applied(loaded.model, loaded.family, ones):
         assert sample_prompts(loaded, prompts, "", SETTINGS).tokens == base.tokens  # same prompts, images and seeds
     with glasses_applied(loaded.model, loaded.family, glasses):

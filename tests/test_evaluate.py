@@ -8,9 +8,9 @@ import torch
 
 from sgm_export.apply import glasses_applied
 from sgm_export.data.examples import Example
+from sgm_export.data.judges import Judge
 from sgm_export.evaluate.fluency import ScoringModel, generations_fluency, neutral_fluency
 from sgm_export.evaluate.generate import SamplingSettings, encode_prompt, sample_continuations
-from sgm_export.evaluate.judges import Judge
 from sgm_export.evaluate.metrics import paired_difference, pareto_front, rates, rates_by_group, reduction_factor
 from sgm_export.evaluate.prompts import CATEGORIES, EvalPrompt, adversarial_prompts, prompt_categories, toxic_prompts, trigger_templates
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, PromptSet, Variant, evaluate_variants

@@ -31,7 +31,7 @@ def random_glasses(widths: list[int], seed: int = 1) -> Glasses:
         scale[torch.rand(width, generator=generator) < 0.3] = 1.0
         scale[0] = 0.0
         scales.append(scale)
-    return Glasses(scales, {"mode": "test"})
+    return Glasses(scales, {})
 
 
 def logits_of(model, tokenizer) -> torch.Tensor:
@@ -128,6 +128,12 @@ def no_modules(out):
     record_scales(out)
 
 
+def newer_format(out):
+    config = json.loads((out / "config.json").read_text())
+    config["sgm"]["format_version"] += 1
+    (out / "config.json").write_text(json.dumps(config))
+
+
 def drop_a_weight(out):
     weights = load_file(out / "model.sgm.safetensors")
     del weights["model.layers.0.mlp.up_proj.weight"]
@@ -145,6 +151,7 @@ def drop_a_weight(out):
         (nan_scale, "not finite"),
         (no_modules, "lists no modules"),
         (drop_a_weight, "lacks weights"),
+        (newer_format, "SGM checkpoint format 2 is newer than this modeling_sgm.py reads"),
     ],
 )
 def test_a_damaged_module_export_never_loads_without_its_glasses(tiny_llama, tmp_path, damage, error):
@@ -218,14 +225,14 @@ def test_verify_passes_and_catches_a_wrong_export(tiny_llama, tmp_path, fmt):
 
 
 def test_verify_catches_changed_weights_even_with_a_rewritten_manifest(tiny_llama, tmp_path):
+    from sgm_export.artifacts import read_export_manifest
     from sgm_export.export.files import write_manifest
 
     out = export_checkpoint(str(tiny_llama), random_glasses(widths_of(tiny_llama)), tmp_path / "module")
     weights = load_file(out / "model.sgm.safetensors")
     weights["model.layers.1.mlp.up_proj.weight"] *= 1.01
     save_file(weights, out / "model.sgm.safetensors", metadata={"format": "pt"})
-    (out / "sgm_export.json").unlink()
-    write_manifest(out, {"format": "module"})
+    write_manifest(out, read_export_manifest(out))  # the hashes of the changed weights
     result = verify_export(out, str(tiny_llama))
     assert not result.passed and result.max_abs_diff > 1e-4 and not result.problems
 

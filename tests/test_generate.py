@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sgm_export.evaluate.generate import SamplingSettings, encode_prompt, pad_id, sample_continuations
+from sgm_export.evaluate.generate import SamplingSettings, encode_prompt, sample_continuations
 from sgm_export.evaluate.prompts import EvalPrompt
 from sgm_export.evaluate.sampling import draw_tokens
 from sgm_export.models.load import load_model
@@ -32,7 +32,7 @@ def test_top_k_1_equals_greedy_generate_on_a_left_padded_batch(tiny_models, mode
     ours = sample_continuations(loaded, PROMPTS, "", settings(samples=1, top_k=1, batch_size=len(PROMPTS)))
     ids = [encode_prompt(tokenizer, prompt.text, "", 32) for prompt in PROMPTS]
     width = max(map(len, ids))
-    padding = pad_id(tokenizer)
+    padding = loaded.pad_token_id
     input_ids = torch.tensor([[padding] * (width - len(row)) + row for row in ids])
     attention_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids])
     with torch.inference_mode():

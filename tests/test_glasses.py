@@ -27,7 +27,7 @@ def test_aura_is_one_minus_gini_above_threshold():
     assert all(scale.dtype == np.float32 for scale in glasses.scales)
     np.testing.assert_allclose(glasses.scales[0], [1.0, 1.0, 0.8, 0.2], rtol=1e-6)
     np.testing.assert_allclose(glasses.scales[1], [0.5, 0.9, 0.0], rtol=1e-6)
-    assert glasses.metadata["n_experts"] == "5"
+    assert glasses.metadata.n_experts == 5
 
 
 def test_aura_strength_is_clamped_to_zero():
@@ -57,7 +57,7 @@ def test_round_trip_and_shape_check(tmp_path):
     glasses = compute_glasses(SCORES, GlassesOptions(mode="damp"))
     loaded = load_glasses(save_glasses(glasses, tmp_path / "g.safetensors"))
     assert [s.tolist() for s in loaded.scales] == [s.tolist() for s in glasses.scales]
-    assert loaded.metadata["mode"] == "damp" and loaded.metadata["base_model"] == "m"
+    assert loaded.metadata.settings.mode == "damp" and loaded.metadata.base_model == "m"
     with pytest.raises(ShapeMismatchError, match="widths"):
         loaded.check_fits([4, 4], "model x")
 
@@ -100,7 +100,7 @@ def test_property_scales_stay_within_zero_and_one(layers, mode, threshold, top_k
     scales, aurocs = np.concatenate(glasses.scales), torch.cat(scores.auroc).numpy()
     assert glasses.widths == scores.widths
     assert np.isfinite(scales).all() and (scales >= 0).all() and (scales <= 1).all()
-    experts = int(glasses.metadata["n_experts"])
+    experts = glasses.metadata.n_experts
     assert experts <= (top_k if top_k is not None else aurocs.size)
     scaled = scales < 1
     assert int(scaled.sum()) <= experts and bool((aurocs[scaled] > threshold).all())

@@ -39,7 +39,7 @@ def test_vocab_rank_takes_the_neurons_that_write_toxic_words_where_text_is_toxic
     glasses = compute_glasses(scores, GlassesOptions(rank="vocab", top_k=2, mode="det0", guard=0))
     # vocab * (mean_toxic - mean_neutral) = [0.1, -0.9, 0, 0.6, 0, -0.5]: neurons 0 and 3 (positive, highest).
     assert glasses.scales[0].tolist() == [0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
-    assert glasses.metadata["rank"] == "vocab" and glasses.metadata["n_experts"] == "2"
+    assert glasses.metadata.settings.rank == "vocab" and glasses.metadata.n_experts == 2
 
 
 def test_combined_rank_needs_both_auroc_and_vocabulary():
@@ -54,7 +54,7 @@ def test_heavy_neurons_are_never_scaled():
     scores = scores_with(AUROC, TOXIC, NEUTRAL, VOCAB, magnitude)
     guarded = compute_glasses(scores, GlassesOptions(rank="vocab", top_k=2, mode="det0"))
     assert guarded.scales[0].tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # neuron 3 is 50x the median
-    assert guarded.metadata["n_guarded"] == "1"
+    assert guarded.metadata.n_guarded == 1
     off = compute_glasses(scores, GlassesOptions(rank="vocab", top_k=2, mode="det0", guard=0))
     assert off.scales[0][3] == 0.0
 
@@ -70,7 +70,7 @@ def test_amplify_raises_anti_toxic_neurons_up_to_the_cap(tmp_path):
 
 def test_a_scale_above_one_without_the_cap_is_refused(tmp_path):
     glasses = compute_glasses(scores_with(AUROC, TOXIC, NEUTRAL), GlassesOptions(amplify=1.3, guard=0))
-    glasses.metadata["amplify"] = ""
+    glasses.metadata.settings.amplify = None
     path = save_glasses(glasses, tmp_path / "g.safetensors")
     with pytest.raises(CheckpointError, match=r"outside \[0, 1\]"):
         load_glasses(path)
@@ -131,10 +131,10 @@ def test_folded_export_refuses_a_shift(tiny_llama, tmp_path):
 
 def test_onnx_export_carries_the_shift(tiny_llama, tmp_path):
     from sgm_export.export.onnx import export_onnx
-    from sgm_export.export.onnx.check import compare_generation
     from sgm_export.models.load import load_model
     from sgm_export.options import OnnxOptions
     from sgm_export.runtime import OnnxCausalLM
+    from sgm_export.verify.onnx import compare_generation
 
     glasses = _shifted_amplified_glasses(widths_of(tiny_llama))
     folder = export_onnx(str(tiny_llama), tmp_path / "onnx", glasses, OnnxOptions())

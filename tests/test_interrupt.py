@@ -113,8 +113,7 @@ def large_model(tmp_path_factory) -> tuple[Path, Path, Path]:
     )
     generator = torch.Generator().manual_seed(0)
     glasses = [
-        save_glasses(Glasses([torch.rand(4096, generator=generator) for _ in range(4)], {"mode": "test"}), root / f"g{i}.safetensors")
-        for i in (1, 2)
+        save_glasses(Glasses([torch.rand(4096, generator=generator) for _ in range(4)], {}), root / f"g{i}.safetensors") for i in (1, 2)
     ]
     return model, glasses[0], glasses[1]
 

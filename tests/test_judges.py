@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, LlamaConfig, LlamaForSequenceClassification
 
-from sgm_export.evaluate.judges import JudgeError, load_judge, toxic_label_index
+from sgm_export.data.judges import JudgeError, load_judge, toxic_label_index
 from tests.tiny import build_tokenizer
 
 HARMFUL = ["you are a fucking idiot", "shut up you stupid bitch", "go to hell, you worthless piece of shit"]

@@ -99,7 +99,7 @@ def test_mixed_batches_pool_as_single_rows(tiny_vlms, model_type):
     scores = score_examples(loaded, examples, ScoreOptions(batch_size=3))
     projections = decoder_projections(loaded.model, loaded.family)
     assert scores.widths == [int(p.weight.shape[1]) for p in projections]
-    assert scores.metadata["n_images"] == "4" and scores.metadata["family"] == model_type
+    assert scores.metadata.n_images == 4 and scores.metadata.family == model_type
     assert all(float(layer.min()) >= 0 and float(layer.max()) <= 1 for layer in scores.auroc)
 
 

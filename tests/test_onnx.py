@@ -9,10 +9,10 @@ import onnx_ir as ir
 import pytest
 import torch
 
+from sgm_export.artifacts import GlassesMetadata
 from sgm_export.errors import OutputExistsError, SgmError, ShapeMismatchError
 from sgm_export.export import export_checkpoint
 from sgm_export.export.onnx import export_onnx
-from sgm_export.export.onnx.check import compare_generation
 from sgm_export.export.onnx.graph import find_glasses
 from sgm_export.export.onnx.inspect import format_report, graph_files, inspect_graph
 from sgm_export.glasses import load_glasses
@@ -20,6 +20,7 @@ from sgm_export.models.load import load_model
 from sgm_export.runtime import OnnxCausalLM
 from sgm_export.runtime.tokenizer import left_padded
 from sgm_export.verify import verify_export
+from sgm_export.verify.onnx import compare_generation
 from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.test_export import random_glasses, widths_of
 
@@ -137,7 +138,7 @@ def test_weights_past_the_threshold_go_to_external_data(tiny_llama, tmp_path):
 def test_export_from_a_checkpoint_export_carries_its_glasses(tiny_models, tmp_path, fmt):
     base_dir = tiny_models["qwen3"]
     glasses = random_glasses(widths_of(base_dir), seed=3)
-    glasses.metadata = dict(SETTINGS)
+    glasses.metadata = GlassesMetadata.from_strings(SETTINGS)
     checkpoint = export_checkpoint(str(base_dir), glasses, tmp_path / fmt, format=fmt)
     folder = tmp_path / "onnx"
     if fmt == "module":  # through the command line once
@@ -155,19 +156,20 @@ def test_export_from_a_checkpoint_export_carries_its_glasses(tiny_models, tmp_pa
     # the glasses' settings survive: manifest, graph metadata, glasses file, card
     manifest = json.loads((folder / "sgm_export.json").read_text())
     assert (
-        SETTINGS.items() <= manifest["glasses"].items()
+        SETTINGS_JSON.items() <= manifest["glasses"].items()
         and manifest["exported_from"] == fmt
         and manifest["data_sources"] == ["builtin:rtp-toxic"]
     )
     assert {f"sgm.{key}": value for key, value in SETTINGS.items()}.items() <= ir.load(
         folder / "onnx" / "model.onnx"
     ).metadata_props.items()
-    assert SETTINGS.items() <= load_glasses(folder / "glasses.safetensors").metadata.items()
+    assert SETTINGS.items() <= load_glasses(folder / "glasses.safetensors").metadata.to_strings().items()
     card = (folder / "README.md").read_text()
     assert "library_name: transformers.js" in card and "mode: aura" in card and "threshold: 0.6" in card
 
 
 SETTINGS = {"mode": "aura", "threshold": "0.6", "strength": "1.0", "top_k": "5", "pool": "mean", "data": '["builtin:rtp-toxic"]'}
+SETTINGS_JSON = {"mode": "aura", "threshold": 0.6, "strength": 1.0, "top_k": 5, "pool": "mean", "data": ["builtin:rtp-toxic"]}
 
 
 def test_an_onnx_folder_is_published_like_other_exports(onnx_export, tmp_path):
@@ -196,8 +198,8 @@ def test_an_onnx_folder_is_published_like_other_exports(onnx_export, tmp_path):
 
 
 def test_verify_catches_an_onnx_export_with_other_glasses(onnx_export, tiny_models, tmp_path):
+    from sgm_export.artifacts import read_export_manifest
     from sgm_export.export.files import write_manifest
-    from sgm_export.models.manifest import read_manifest
 
     folder, glasses = onnx_export("gpt2")
     base_dir = tiny_models["gpt2"]
@@ -212,8 +214,7 @@ def test_verify_catches_an_onnx_export_with_other_glasses(onnx_export, tiny_mode
     (tampered / "onnx" / "model.onnx").write_bytes((other / "onnx" / "model.onnx").read_bytes())  # the graph's glasses differ
     unrecorded = verify_export(tampered, str(base_dir))  # the manifest notices first, before anything is loaded
     assert not unrecorded.passed and unrecorded.problems == ["onnx/model.onnx differs from the SHA-256 recorded in sgm_export.json"]
-    fields = {key: value for key, value in read_manifest(tampered).items() if key != "files"}
-    write_manifest(tampered, fields)  # as someone who swaps the graph on purpose would
+    write_manifest(tampered, read_export_manifest(tampered))  # as someone who swaps the graph on purpose would
     result = verify_export(tampered, str(base_dir))
     assert not result.passed and result.max_abs_diff > 1e-4
     assert any("sgm.layers.0.scale differs" in problem for problem in result.problems)

@@ -25,13 +25,13 @@ from sgm_export.arch import decoder_projections
 from sgm_export.data.images import neutral_image_paths
 from sgm_export.errors import DataError
 from sgm_export.export import export_checkpoint
-from sgm_export.export.onnx.check_vision import processor_pixels, rendered_prompts
 from sgm_export.export.onnx.graph import find_glasses
 from sgm_export.models.load import load_model
 from sgm_export.models.processor import load_processor
 from sgm_export.runtime.vision import mrope_positions
 from sgm_export.runtime.vision_lm import OnnxVisionLM
 from sgm_export.verify import verify_export
+from sgm_export.verify.onnx_vision import processor_pixels, rendered_prompts
 from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.test_export import random_glasses
 from tests.test_runtime import BLOCK_TORCH

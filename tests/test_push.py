@@ -128,15 +128,14 @@ def test_push_refuses_a_folder_that_fails_its_checks(exported, hub, token, tmp_p
 
 
 def test_push_refuses_glasses_that_do_not_match_the_card(exported, licensed_llama, tiny_glasses, tmp_path, hub, token):
+    from sgm_export.artifacts import read_export_manifest
     from sgm_export.export.files import write_manifest
     from sgm_export.glasses import Glasses
-    from sgm_export.models.manifest import read_manifest
 
     other = Glasses([scale[::-1] for scale in tiny_glasses.scales], tiny_glasses.metadata)
     replacement = export_checkpoint(str(licensed_llama), other, tmp_path / "other")
     (exported / "sgm_glasses.safetensors").write_bytes((replacement / "sgm_glasses.safetensors").read_bytes())
-    fields = {key: value for key, value in read_manifest(exported).items() if key != "files"}
-    write_manifest(exported, fields)  # a manifest rewritten to match: only the card still tells the truth
+    write_manifest(exported, read_export_manifest(exported))  # a manifest rewritten to match: only the card still tells the truth
     result = sgm("push", exported, "acme/safe-tiny", env=hub_env(hub, token, tmp_path))
     assert_clean_usage_error(result, "refusing", "not the ones the card describes")
     assert hub.requests == []

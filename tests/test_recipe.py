@@ -135,3 +135,10 @@ def test_random_set_strings_and_environment_validate_or_fail_cleanly(tmp_path_fa
     path.write_text("model: demo\n", encoding="utf-8")
     environ = {} if env_value is None else {"SGM_GLASSES__STRENGTH": env_value.replace("\0", "")}
     assert_validates_or_fails_cleanly(lambda: load_recipe(path, overrides, environ=environ))
+
+
+@pytest.mark.parametrize("name", ["2024-01-01", "yes", "null", "out dir"])
+def test_run_out_is_a_path_as_given_never_yaml(tmp_path, name):
+    """`run --out 2024-01-01` once failed with "--set out: Input is not a valid path" (YAML read a date)."""
+    recipe = load_recipe(write(tmp_path, "model: demo\nout: elsewhere\n"), ["out=ignored"], environ={"SGM_OUT": "env"}, out=Path(name))
+    assert recipe.out == Path(name)

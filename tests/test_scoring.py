@@ -75,7 +75,7 @@ def test_auroc_equals_sklearn_on_the_same_pooled_activations(loaded, labelled_js
     expected = np.array([roc_auc_score(labels, pooled[:, j]) for j in range(pooled.shape[1])])
     np.testing.assert_allclose(torch.cat(scores.auroc).numpy(), expected, atol=1e-6)
     assert scores.widths == [48, 48]
-    assert scores.metadata["n_toxic"] == "4" and scores.metadata["pool"] == "mean"
+    assert scores.metadata.n_toxic == 4 and scores.metadata.pool == "mean"
     toxic = torch.tensor(labels) == 1
     torch.testing.assert_close(torch.cat(scores.mean_toxic), torch.from_numpy(pooled)[toxic].mean(0))
 
@@ -108,3 +108,18 @@ def test_non_finite_activations_in_float32_point_at_the_weights(budget_rows):
     store.add([1], pooled)
     with pytest.raises(ActivationOverflowError, match=r"NaN or infinite in float32 \(layer 1 .* on b\).*weights"):
         check_finite(store, [4, 6], torch.float32, ["a", "b", "c"])
+
+
+def test_a_tokenizer_without_a_pad_token_pads_with_eos_and_the_scores_do_not_change(tiny_llama, labelled_jsonl, monkeypatch):
+    """One padding rule for every stage (`LoadedModel.pad_token_id`); scoring used to pad such a
+    batch with 0: padded positions are masked, so the pooled activations are bit for bit equal."""
+    from sgm_export.models.load import LoadedModel
+
+    loaded = load_model(str(tiny_llama))
+    loaded.tokenizer.pad_token = None
+    assert loaded.tokenizer.pad_token_id is None and loaded.pad_token_id == loaded.tokenizer.eos_token_id != 0
+    examples = read_source(str(labelled_jsonl))
+    options = ScoreOptions(batch_size=3)
+    with_eos = pooled_activations(loaded, examples, options)
+    monkeypatch.setattr(LoadedModel, "pad_token_id", property(lambda self: 0))
+    assert torch.equal(with_eos, pooled_activations(loaded, examples, options))

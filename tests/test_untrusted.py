@@ -91,3 +91,36 @@ def test_hub_downloads_skip_pickles_unless_allowed(monkeypatch, tmp_path, allow_
     assert resolve_model("acme/model", allow_pickle=allow_pickle).path == tmp_path
     pickles = {"*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"}
     assert asked["repo_id"] == "acme/model" and (pickles <= asked["ignore"]) is not allow_pickle
+
+
+def test_a_model_checked_with_wider_access_is_held_to_what_each_stage_allows(tiny_llama, tmp_path):
+    """`run` checks MODEL once with the recipe's access and passes it on; a stage that allows less
+    (export, ONNX, verify) refuses it with the same line as if it had checked MODEL itself."""
+    import torch
+    from safetensors.torch import load_file
+
+    from sgm_export.models.preflight import check_model
+
+    custom = tmp_path / "custom"
+    shutil.copytree(tiny_llama, custom)
+    (custom / "marked_llama.py").write_text(CUSTOM_CODE)
+    config = json.loads((custom / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "marked_llama.MarkedLlama"}
+    (custom / "config.json").write_text(json.dumps(config))
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_llama, pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+
+    for folder, access in ((custom, {"trust_remote_code": True}), (pickled, {"allow_pickle": True})):
+        held = check_model(str(folder), **access)
+        with pytest.raises(UnsafeCheckpointError) as afresh:
+            check_model(str(folder))
+        with pytest.raises(UnsafeCheckpointError) as narrowed:
+            held.with_access(allow_pickle=False, trust_remote_code=False)
+        assert str(narrowed.value) == str(afresh.value)
+        assert held.with_access(**{"allow_pickle": False, "trust_remote_code": False, **access}) == held
+    with pytest.raises(UnsafeCheckpointError, match="delete auto_map"):  # the export's own advice, as for a name
+        export_checkpoint(check_model(str(custom), trust_remote_code=True), random_glasses(widths_of(custom)), tmp_path / "out")
+    trusted = load_model(check_model(str(custom), trust_remote_code=True), trust_remote_code=True)  # access is asked for each time
+    assert type(trusted.model).__name__ == "MarkedLlama"

@@ -5,8 +5,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from sgm_export.arch import decoder_layers, decoder_projections, family_for
+from sgm_export.data.judges import Judge
 from sgm_export.errors import SgmError
-from sgm_export.evaluate.judges import Judge
 from sgm_export.score.vocabulary import toxic_token_ids, vocabulary_toxicity
 from tests.tiny import build_tiny_model
 

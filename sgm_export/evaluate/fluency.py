@@ -20,7 +20,7 @@ import torch
 
 from sgm_export.data.encode import Encoded, collate
 from sgm_export.data.examples import Example
-from sgm_export.evaluate.generate import encode_prompt, pad_id
+from sgm_export.evaluate.generate import encode_prompt
 from sgm_export.evaluate.prompts import EvalPrompt
 from sgm_export.models.load import LoadedModel
 from sgm_export.progress import progress_bar
@@ -149,7 +149,7 @@ def _text_logprobs(model: ScoringModel, chunk: list[Example], max_length: int) -
     """Log-probabilities [text tokens, vocab] predicting each text token, and those tokens."""
     tokenizer = model.loaded.tokenizer
     encoded = [encode_neutral(tokenizer, example, model.preprompt, max_length) for example in chunk]
-    batch = collate(encoded, list(range(len(chunk))), pad_id(tokenizer))
+    batch = collate(encoded, list(range(len(chunk))), model.loaded.pad_token_id)
     device = model.loaded.device
     with model.active():
         logits = model.loaded.model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
@@ -164,7 +164,7 @@ def generations_fluency(
     from sgm_export.evaluate.fluency_images import answers_nll
 
     tokenizer = base.tokenizer
-    padding = pad_id(tokenizer)
+    padding = base.pad_token_id
     total = Fluency()
     answers = [
         Example(text=tokenizer.decode(tokens, skip_special_tokens=True), label=0, prompt=prompts[index].text, image=prompts[index].image)

@@ -16,7 +16,7 @@ import torch
 
 from sgm_export.data.examples import Example
 from sgm_export.data.multimodal import MultimodalEncoder
-from sgm_export.evaluate.generate import PREPROMPT_SEPARATOR, pad_id
+from sgm_export.evaluate.generate import PREPROMPT_SEPARATOR
 from sgm_export.models.load import LoadedModel
 from sgm_export.progress import progress_bar
 from sgm_export.score.runner import model_inputs
@@ -32,7 +32,7 @@ def answer_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities [answer tokens, vocab] predicting each answer token of the rows, and those tokens."""
     encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, max_length)
-    batch = encoder.collate([encoder.encode(row) for row in rows], list(range(len(rows))), pad_id(loaded.tokenizer))
+    batch = encoder.collate([encoder.encode(row) for row in rows], list(range(len(rows))), loaded.pad_token_id)
     with active():
         logits = loaded.model(**model_inputs(loaded, batch)).logits
     predicted = batch.pool_mask[:, 1:].to(logits.device)

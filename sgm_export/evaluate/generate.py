@@ -66,11 +66,6 @@ def sampling_settings(options: EvalOptions | CollectOptions) -> SamplingSettings
     )
 
 
-def pad_id(tokenizer) -> int:
-    """The padding id: the tokenizer's, else its EOS (many causal LMs have no pad token)."""
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
 def encode_prompt(tokenizer, text: str, preprompt: str, max_length: int) -> list[int]:
     """Token ids of one prompt, as described in the module docstring."""
     prefix = tokenizer("", add_special_tokens=True)["input_ids"]
@@ -100,7 +95,7 @@ def sample_continuations(
     """Sample `settings.samples` continuations of every prompt (see the module docstring)."""
     check_text_only(prompts)
     tokenizer = loaded.tokenizer
-    padding = pad_id(tokenizer)
+    padding = loaded.pad_token_id
     eos_ids = _eos_ids(loaded.model, tokenizer)
     encoded = [encode_prompt(tokenizer, prompt.text, preprompt, settings.max_length) for prompt in prompts]
     tokens: list[list[list[int]]] = [[[] for _ in range(settings.samples)] for _ in prompts]

@@ -24,7 +24,6 @@ from sgm_export.evaluate.generate import (
     SamplingSettings,
     _eos_ids,
     _until_eos,
-    pad_id,
     sample_continuations,
 )
 from sgm_export.evaluate.prompts import EvalPrompt
@@ -62,7 +61,7 @@ def sample_image_continuations(
     """`settings.samples` sampled answers to every image+text prompt (see the module docstring)."""
     model, tokenizer = loaded.model, loaded.tokenizer
     encoder = MultimodalEncoder(loaded.processor, loaded.family, model, settings.max_length)
-    padding = pad_id(tokenizer)
+    padding = loaded.pad_token_id
     eos_ids = _eos_ids(model, tokenizer)
     config = GenerationConfig(
         do_sample=True,

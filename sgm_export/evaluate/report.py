@@ -19,12 +19,10 @@ from sgm_export.evaluate.metrics import OVERALL
 from sgm_export.evaluate.report_images import image_lines
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, VariantResult
 from sgm_export.glasses import Glasses
+from sgm_export.layout import GENERATIONS_FILE as GENERATIONS
+from sgm_export.layout import REPORT_JSON, REPORT_MD
 from sgm_export.outputs import atomic_dir
 from sgm_export.score.files import Scores
-
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
-GENERATIONS = "generations.jsonl"
 
 
 def build_report(results: dict[str, VariantResult], header: dict) -> dict:
@@ -59,7 +57,7 @@ def write_report_files(
     plots.plot_categories(sections, STANDARD, folder / "harmful_per_category.png")
     if all(ADVERSARIAL in section for section in sections.values()):
         plots.plot_categories(sections, ADVERSARIAL, folder / "harmful_per_category_adversarial.png")
-    threshold = float(glasses.metadata.get("threshold", 0.5)) if glasses and glasses.metadata.get("threshold") else 0.5
+    threshold = glasses.metadata.settings.threshold if glasses and glasses.metadata.settings else 0.5
     if scores is not None:
         plots.plot_auroc(scores.auroc, threshold, folder / "auroc.png")
     if glasses is not None:

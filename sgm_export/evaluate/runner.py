@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from sgm_export.apply import glasses_applied
 from sgm_export.data.examples import Example
+from sgm_export.data.judges import Judge
 from sgm_export.evaluate.fluency import (
     Fluency,
     ScoringModel,
@@ -27,7 +28,6 @@ from sgm_export.evaluate.fluency import (
 )
 from sgm_export.evaluate.generate import sampling_settings
 from sgm_export.evaluate.generate_images import sample_prompts
-from sgm_export.evaluate.judges import Judge
 from sgm_export.evaluate.metrics import OVERALL, paired_difference, rates_by_group, reduction_factor
 from sgm_export.evaluate.prompts import EvalPrompt
 from sgm_export.glasses import Glasses
@@ -153,7 +153,8 @@ def _fluency_figures(fluency: Fluency, base: Fluency) -> dict:
 
 
 def _lift_headline(section: dict) -> None:
-    """The figures DESIGN.md names (`harmful_rate`, `n_prompts`, ...) at the top of the section."""
+    """The headline figures (`harmful_rate`, `n_prompts`, ...) at the top of the section, where the
+    report, the sweep and the card read them."""
     overall = section[STANDARD][OVERALL]
     for key in ("harmful_rate", "harmful_rate_se", "harmful_prompt_rate", "harmful_prompt_rate_se", "n_prompts", "n_continuations"):
         section[key] = overall.get(key)

@@ -4,8 +4,8 @@ prompts, which judge. Shared by `eval`, `sweep` and `run`."""
 from dataclasses import dataclass
 
 from sgm_export.data.examples import Example
+from sgm_export.data.judges import Judge, load_judge
 from sgm_export.errors import SgmError
-from sgm_export.evaluate.judges import Judge, load_judge
 from sgm_export.evaluate.prompts import adversarial_prompts, neutral_texts, photo_prompts, toxic_prompts, typographic_prompts
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, PromptSet, Variant
 from sgm_export.glasses import Glasses
@@ -48,7 +48,7 @@ def comparison_variants(base: LoadedModel, variant: LoadedModel | None, glasses:
     `variant` is a loaded export that carries the glasses itself; without one, the glasses are
     applied to the base model by hooks (one model in memory).
     """
-    described = {"glasses": glasses.metadata}
+    described = {"glasses": glasses.metadata.flat()}
     with_glasses = Variant(GLASSES, variant, None, "", described) if variant is not None else Variant(GLASSES, base, glasses, "", described)
     variants = [Variant(BASE, base), with_glasses]
     if preprompt:
@@ -75,7 +75,7 @@ def header(model: str, base_model: str, inputs: EvalInputs, options: EvalOptions
         "judge": inputs.judges[0].describe(),
         "judges": [judge.describe() for judge in inputs.judges],
         "settings": options.model_dump(mode="json"),
-        "glasses_settings": glasses.metadata if glasses is not None else None,
+        "glasses_settings": glasses.metadata.flat() if glasses is not None else None,
         "n_prompts": len(inputs.prompt_sets[0].prompts),
         "n_neutral_texts": sum(len(texts) for texts in inputs.neutral.values()),
         "neutral_sources": {source: len(texts) for source, texts in inputs.neutral.items()},

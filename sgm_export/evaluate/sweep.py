@@ -19,6 +19,7 @@ from sgm_export.evaluate.metrics import pareto_front
 from sgm_export.evaluate.report import json_safe
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, Variant, VariantResult
 from sgm_export.glasses import compute_glasses
+from sgm_export.layout import SWEEP_JSON, SWEEP_MD, TRADEOFF_PLOT
 from sgm_export.models.load import LoadedModel
 from sgm_export.options import GlassesOptions
 from sgm_export.outputs import atomic_dir
@@ -72,7 +73,7 @@ def sweep_variants(base: LoadedModel, scores: Scores, settings: list[GlassesOpti
         name = setting_name(options)
         if any(variant.name == name for variant in variants):
             raise SgmError(f"sweep setting {name!r} is given twice", "remove the duplicate")
-        variants.append(Variant(name, base, glasses, preprompt or "", {"glasses": glasses.metadata}))
+        variants.append(Variant(name, base, glasses, preprompt or "", {"glasses": glasses.metadata.flat()}))
     return variants
 
 
@@ -119,9 +120,9 @@ def write_sweep(out: Path, rows: list[dict], header: dict, results: dict[str, Va
     """sweep.json (rows and full sections), sweep.md (the table) and tradeoff.png, atomically."""
     document = {"sgm_export_version": __version__, **header, "rows": rows, "sections": {name: r.section for name, r in results.items()}}
     with atomic_dir(Path(out), force=force) as staging:
-        (staging / "sweep.json").write_text(json.dumps(json_safe(document), indent=2) + "\n", encoding="utf-8")
-        (staging / "sweep.md").write_text(sweep_markdown(rows, header), encoding="utf-8")
-        plots.plot_tradeoff(rows, staging / "tradeoff.png")
+        (staging / SWEEP_JSON).write_text(json.dumps(json_safe(document), indent=2) + "\n", encoding="utf-8")
+        (staging / SWEEP_MD).write_text(sweep_markdown(rows, header), encoding="utf-8")
+        plots.plot_tradeoff(rows, staging / TRADEOFF_PLOT)
     return Path(out)
 
 

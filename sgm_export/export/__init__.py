@@ -5,17 +5,17 @@ model card (README.md) and its manifest (sgm_export.json), which records the car
 A module export is file work (copies, hashes, the scales written with numpy), so this package
 imports no torch; the folded writer, which multiplies weights in torch, is imported when used."""
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
+from sgm_export.artifacts import ExportManifest
 from sgm_export.errors import SgmError
 from sgm_export.export.files import write_manifest
 from sgm_export.export.module import write_module_checkpoint
 from sgm_export.export.source import BaseCheckpoint, open_base_checkpoint
-from sgm_export.glasses import GLASSES_FILE, Glasses
-from sgm_export.modeling import SCALES_FILE
+from sgm_export.glasses import Glasses
+from sgm_export.layout import GLASSES_FILE, SCALES_FILE
+from sgm_export.models.preflight import CheckedModel
 from sgm_export.outputs import atomic_dir, check_outside_inputs, check_target_free
 from sgm_export.publish.card import PIPELINE_TAGS, base_license, write_card
 
@@ -24,7 +24,7 @@ GLASSES_FILES = {"module": SCALES_FILE, "folded": GLASSES_FILE}
 
 
 def export_checkpoint(
-    model: str,
+    model: str | CheckedModel,
     glasses: Glasses,
     out: Path,
     format: str = "module",
@@ -36,7 +36,8 @@ def export_checkpoint(
     """Write MODEL with the glasses as a `module` or `folded` checkpoint at `out`, atomically.
 
     `recipe` (the YAML text of a `run`) is embedded in the card so the export can be reproduced;
-    `hub_repo_id`, when the destination is known, goes into the card's loading snippets.
+    `hub_repo_id`, when the destination is known, goes into the card's loading snippets. `run`
+    passes MODEL checked (see `CheckedModel`), so that it is not resolved again.
     """
     if format not in GLASSES_FILES:
         raise SgmError(f"unknown export format {format!r}", "use module or folded (ONNX has its own command: sgm-export onnx)")
@@ -65,28 +66,28 @@ def writer(format: str) -> Writer:
     return write_module_checkpoint
 
 
-def export_fields(base: BaseCheckpoint, glasses: Glasses, format: str, recipe: str | None, hub_repo_id: str | None) -> dict[str, Any]:
+def export_fields(base: BaseCheckpoint, glasses: Glasses, format: str, recipe: str | None, hub_repo_id: str | None) -> ExportManifest:
     """What sgm_export.json records about an export, and what its card is rendered from."""
-    return {
-        "format": format,
-        "base_model": base.source.hub_id or base.source.name,
-        "base_model_name": base.source.name,
-        "base_model_hub_id": base.source.hub_id,
-        "base_license": base_license(base.path, base.source.license),
-        "auto_class": base.family.auto_class,
-        "pipeline_tag": PIPELINE_TAGS.get(base.family.auto_class),
-        "glasses": glasses.metadata,
-        "glasses_file": GLASSES_FILES[format],
-        "experts_per_layer": glasses.experts_per_layer(),
-        "neurons_per_layer": glasses.widths,
-        "data_sources": json.loads(glasses.metadata.get("data") or "[]"),
-        "recipe": recipe,
-        "hub_repo_id": hub_repo_id,
-    }
+    return ExportManifest(
+        format=format,
+        base_model=base.source.hub_id or base.source.name,
+        base_model_name=base.source.name,
+        base_model_hub_id=base.source.hub_id,
+        base_license=base_license(base.path, base.source.license),
+        auto_class=base.family.auto_class,
+        pipeline_tag=PIPELINE_TAGS.get(base.family.auto_class),
+        glasses=glasses.metadata,
+        glasses_file=GLASSES_FILES[format],
+        experts_per_layer=glasses.experts_per_layer(),
+        neurons_per_layer=glasses.widths,
+        data_sources=glasses.metadata.provenance.data,
+        recipe=recipe,
+        hub_repo_id=hub_repo_id,
+    )
 
 
-def finish_export(folder: Path, fields: dict[str, Any], digests: Mapping[str, str] | None = None) -> None:
+def finish_export(folder: Path, manifest: ExportManifest, digests: Mapping[str, str] | None = None) -> None:
     """Write the card, then the manifest, whose file hashes then include the card; `digests` are
     the SHA-256 the writer computed as it wrote (so the weights are not read again)."""
-    write_card(folder, fields)
-    write_manifest(folder, fields, digests)
+    write_card(folder, manifest)
+    write_manifest(folder, manifest, digests)

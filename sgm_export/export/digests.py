@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from sgm_export.modeling import sha256_file
+from sgm_export.hashing import sha256_file
 from sgm_export.models.cache import cache_root
 
 CACHE_FILE = "digests.json"

@@ -1,7 +1,7 @@
 """Copying the files an export carries over, and the manifest `sgm_export.json` that records
 what was written: the tool version, the settings (`glasses`), where the experts were found
 (`data_sources`), the base model and its license, the recipe of a `run`, and the SHA-256 of every
-file, the model card included. `export.export_fields` lists the fields.
+file, the model card included. `artifacts.ExportManifest` lists the fields.
 
 Hashing is what makes an export cost more than copying its files: SHA-256 runs at about 1.7 GB/s
 on one core (with the CPU's SHA instructions), slower than the kernel copies a file from the page
@@ -17,13 +17,14 @@ import shutil
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from sgm_export import __version__
+from sgm_export.artifacts import ExportManifest
 from sgm_export.errors import CheckpointError
 from sgm_export.export.digests import file_digest
-from sgm_export.modeling import sha256_file, shipped_modeling_sha256
-from sgm_export.models.manifest import MANIFEST_FILE
+from sgm_export.hashing import sha256_file
+from sgm_export.layout import MANIFEST_FILE
+from sgm_export.modeling import shipped_modeling_sha256
 from sgm_export.outputs import atomic_file
 
 
@@ -65,7 +66,7 @@ def copy_files(pairs: list[tuple[Path, Path]], link: bool = False) -> list[str]:
         return list(pool.map(lambda pair: copy_file(*pair, link=link), pairs))
 
 
-def write_manifest(folder: Path, fields: dict[str, Any], digests: Mapping[str, str] | None = None) -> None:
+def write_manifest(folder: Path, manifest: ExportManifest, digests: Mapping[str, str] | None = None) -> None:
     """Write sgm_export.json: what produced this folder and the SHA-256 of each file in it.
 
     `digests` (path relative to the folder -> SHA-256) are those computed while the files were
@@ -73,14 +74,11 @@ def write_manifest(folder: Path, fields: dict[str, Any], digests: Mapping[str, s
     """
     known = digests or {}
     files = {name: known.get(name) or sha256_file(folder / name) for name in recorded_files(folder)}
-    manifest = {
-        "sgm_export_version": __version__,
-        "modeling_sgm_sha256": shipped_modeling_sha256(),
-        **fields,
-        "files": files,
-    }
+    written = manifest.model_copy(
+        update={"sgm_export_version": __version__, "modeling_sgm_sha256": shipped_modeling_sha256(), "files": files}
+    )
     with atomic_file(folder / MANIFEST_FILE, force=True) as staging:  # it may replace the manifest of an export
-        staging.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        staging.write_text(json.dumps(written.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
 def recorded_files(folder: Path) -> list[str]:

@@ -20,8 +20,9 @@ import torch
 from sgm_export.errors import CheckpointError, SgmError
 from sgm_export.export.files import copy_file
 from sgm_export.export.source import BaseCheckpoint
-from sgm_export.glasses import GLASSES_FILE, Glasses, save_glasses
-from sgm_export.modeling import sha256_file
+from sgm_export.glasses import Glasses, save_glasses
+from sgm_export.hashing import sha256_file
+from sgm_export.layout import GLASSES_FILE
 from sgm_export.models.checkpoint import SAFE_INDEX, safetensors_data_start, safetensors_header
 
 # The most of a weight read at once. Folding a block in float32 briefly needs up to 6x as much

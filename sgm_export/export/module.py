@@ -18,16 +18,8 @@ from sgm_export import __version__
 from sgm_export.export.files import copy_file, copy_files
 from sgm_export.export.source import BaseCheckpoint
 from sgm_export.glasses import Glasses
-from sgm_export.modeling import (
-    FORMAT_VERSION,
-    MODELING_FILE,
-    SCALE_SUFFIX,
-    SCALES_FILE,
-    SGM_MODEL_TYPE,
-    SHIFT_SUFFIX,
-    WEIGHTS_VARIANT,
-    shipped_modeling_path,
-)
+from sgm_export.layout import MODELING_FILE, SCALES_FILE
+from sgm_export.modeling import FORMAT_VERSION, SCALE_SUFFIX, SGM_MODEL_TYPE, SHIFT_SUFFIX, WEIGHTS_VARIANT, shipped_modeling_path
 from sgm_export.models.checkpoint import SAFE_INDEX, SAFE_SINGLE, with_variant
 
 ENTRY_CLASSES = {"AutoModelForCausalLM": "SgmForCausalLM", "AutoModelForImageTextToText": "SgmForImageTextToText"}
@@ -41,7 +33,7 @@ def write_module_checkpoint(base: BaseCheckpoint, glasses: Glasses, staging: Pat
     modules = [base.family.module_name(layer) for layer in range(len(glasses.scales))]
     scales = {name + SCALE_SUFFIX: scale for name, scale in zip(modules, glasses.scales)}  # float32 vectors, as Glasses keeps them
     scales.update({name + SHIFT_SUFFIX: shift for name, shift in zip(modules, glasses.shifts or [])})
-    save_file(scales, staging / SCALES_FILE, metadata={"format": "pt", **glasses.metadata})
+    save_file(scales, staging / SCALES_FILE, metadata={"format": "pt", **glasses.metadata.to_strings()})
     shutil.copyfile(shipped_modeling_path(), staging / MODELING_FILE)
     max_scale = max(float(scale.max()) for scale in glasses.scales)
     config = sgm_config(base, modules, max_scale)

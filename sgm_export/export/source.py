@@ -11,7 +11,7 @@ from sgm_export.errors import SgmError, UnsafeCheckpointError
 from sgm_export.glasses import Glasses
 from sgm_export.models.audit import audit_folder
 from sgm_export.models.checkpoint import check_safetensors, read_config, weight_files, weight_index
-from sgm_export.models.preflight import model_family
+from sgm_export.models.preflight import CheckedModel, model_family
 from sgm_export.models.resolve import ModelSource, resolve_model
 from sgm_export.models.sizes import check_sizes, projection_widths
 
@@ -49,25 +49,29 @@ def companion_files(folder: Path, also_skip: frozenset[str] = frozenset()) -> li
     )
 
 
-def open_base_checkpoint(model: str, glasses: Glasses) -> BaseCheckpoint:
-    """Resolve MODEL and check that the glasses fit its output projections exactly."""
-    source = resolve_model(model)
+def open_base_checkpoint(model: str | CheckedModel, glasses: Glasses) -> BaseCheckpoint:
+    """Resolve MODEL (unless `run` passes it checked) and check that the glasses fit its output
+    projections exactly."""
+    held = model if isinstance(model, CheckedModel) else None
+    source = held.source if held else resolve_model(model)
+    name = source.name
     config = read_config(source.path)
     try:
-        audit_folder(source.path, model)  # an export copies the folder's code and configs: none may name code
+        if held is None or held.trust_remote_code:  # a held model was audited without trusted code already
+            audit_folder(source.path, name)  # an export copies the folder's code and configs: none may name code
     except UnsafeCheckpointError as error:
         raise UnsafeCheckpointError(
             error.problem, "delete auto_map (and the code it names) to export with the transformers class"
         ) from None
     family, is_sgm_export = model_family(config)
     if is_sgm_export:
-        raise SgmError(f"{model} is already an sgm-export module checkpoint", "export from the base model instead")
+        raise SgmError(f"{name} is already an sgm-export module checkpoint", "export from the base model instead")
     try:
         weights = weight_files(source.path)
     except UnsafeCheckpointError as error:
         raise UnsafeCheckpointError(error.problem, "convert it to safetensors first: export reads and writes safetensors only") from None
     check_safetensors(weights)
-    projection_keys = check_sizes(source.path, config, family, model)
+    projection_keys = check_sizes(source.path, config, family, name)
     widths = projection_widths(projection_keys, weight_index(source.path), family)
-    glasses.check_fits(widths, f"model {model}")
+    glasses.check_fits(widths, f"model {name}")
     return BaseCheckpoint(source, config, family, weights, projection_keys)

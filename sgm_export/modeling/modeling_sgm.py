@@ -119,6 +119,18 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
+def check_format_version(sgm_settings):
+    """Refuse a checkpoint laid out in a newer format than this file reads: it would load wrongly."""
+    version = sgm_settings.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError("SGM config does not record an integer format_version; this checkpoint is damaged")
+    if version > SGM_FORMAT_VERSION:
+        raise ValueError(
+            f"SGM checkpoint format {version} is newer than this modeling_sgm.py reads (format {SGM_FORMAT_VERSION}); "
+            "load it with the modeling_sgm.py it ships, or upgrade sgm-export"
+        )
+
+
 def check_scales_file(scales_path, manifest_path, scales_file):
     """Refuse glasses that differ from the SHA-256 the export recorded, or that it never recorded."""
     try:
@@ -191,7 +203,9 @@ class SgmForCausalLM(PreTrainedModel):
         }
         if not isinstance(config, SgmConfig):
             config = SgmConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        # The glasses are checked first: nothing is loaded for a checkpoint whose glasses were changed.
+        # The format and the glasses are checked first: nothing is loaded for a checkpoint this file
+        # cannot read or whose glasses were changed.
+        check_format_version(config.sgm)
         scales_path = cached_file(pretrained_model_name_or_path, config.sgm["scales_file"], **hub_kwargs)
         manifest_path = cached_file(pretrained_model_name_or_path, MANIFEST_FILE, **hub_kwargs)
         check_scales_file(scales_path, manifest_path, config.sgm["scales_file"])

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from sgm_export.errors import CheckpointError, UnsafeCheckpointError
-from sgm_export.modeling import MODELING_FILE, SCALES_FILE, SGM_MODEL_TYPE, sha256_file, shipped_modeling_sha256
-from sgm_export.models.manifest import MANIFEST_FILE, manifest_problems, read_manifest
+from sgm_export.hashing import sha256_file
+from sgm_export.layout import MANIFEST_FILE, MODELING_FILE, SCALES_FILE
+from sgm_export.modeling import SGM_MODEL_TYPE, shipped_modeling_sha256
+from sgm_export.models.manifest import manifest_problems, read_manifest
 
 # The only auto_map entries an sgm module export has: its config.json names modeling_sgm.py.
 SGM_AUTO_MAP = {

@@ -12,7 +12,7 @@ import torch
 
 from sgm_export.arch import Family
 from sgm_export.errors import CheckpointError, SgmError, first_line
-from sgm_export.models.preflight import check_model
+from sgm_export.models.preflight import CheckedModel, checked_model
 from sgm_export.models.processor import load_processor
 from sgm_export.models.resolve import ModelSource
 
@@ -29,6 +29,22 @@ class LoadedModel:
     dtype: torch.dtype
     is_sgm_export: bool
     processor: Any | None = None  # vision-language models: builds image+text inputs
+
+    @property
+    def pad_token_id(self) -> int:
+        """The id every stage pads a batch with (see `pad_token_id`)."""
+        return pad_token_id(self.tokenizer)
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """How a batch is padded, for scoring, sampling, fluency and verification alike: with the
+    tokenizer's pad token, else its EOS (many causal LMs have no pad token), else 0. Padded
+    positions are masked out everywhere, so the choice changes no score and no logit; having one
+    rule keeps the stages from drifting apart."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return candidate
+    return 0
 
 
 def resolve_device(device: str) -> torch.device:
@@ -48,7 +64,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_model(
-    name: str,
+    model: str | CheckedModel,
     device: str = "auto",
     dtype: str = "auto",
     allow_pickle: bool = False,
@@ -56,7 +72,8 @@ def load_model(
     device_map: str | None = None,
     gpus: list[int] | None = None,
 ) -> LoadedModel:
-    """Load MODEL (demo, a directory, or a Hub id) with its tokenizer, in eval mode.
+    """Load MODEL (demo, a directory, or a Hub id; or one `check_model` already checked) with its
+    tokenizer, in eval mode.
 
     With `device_map` (auto, balanced, sequential), accelerate spreads the layers over the GPUs
     (over `gpus` only, when given: the share of one rank of a data-parallel run), for a model
@@ -64,8 +81,8 @@ def load_model(
     """
     import transformers
 
-    checked = check_model(name, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-    path = checked.source.path
+    checked = checked_model(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    name, path = checked.source.name, checked.source.path
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     # Our own export: check_model found no auto_map but the one naming modeling_sgm.py, and that

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from sgm_export.errors import CheckpointError
-from sgm_export.modeling import MODELING_FILE, sha256_file, shipped_modeling_sha256
+from sgm_export.hashing import sha256_file
+from sgm_export.layout import MANIFEST_FILE, MODELING_FILE
+from sgm_export.modeling import shipped_modeling_sha256
 
-MANIFEST_FILE = "sgm_export.json"
+__all__ = ["MANIFEST_FILE", "manifest_problems", "read_manifest"]
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ long as asked. `score` and `run` call this first, so that a bad model is reporte
 before any data is read or any output is started; `load_model` calls it too, so no path skips it.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sgm_export.arch import Family, family_for
 from sgm_export.errors import CheckpointError, SgmError, UnsafeCheckpointError
@@ -22,13 +22,40 @@ CONTEXT_KEYS = ("max_position_embeddings", "n_positions")
 
 @dataclass(frozen=True)
 class CheckedModel:
-    """A model folder that passed every check, and what loading it needs to know."""
+    """A model folder that passed every check, and what loading it needs to know.
+
+    `run` checks MODEL once and hands this to every stage (collect, score, export, ONNX, verify,
+    eval), so that none resolves, downloads or audits it again; `allow_pickle` and
+    `trust_remote_code` are the access it was checked with.
+    """
 
     source: ModelSource
     config: dict
     family: Family
     is_sgm_export: bool
     use_safetensors: bool
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    def with_access(self, allow_pickle: bool, trust_remote_code: bool) -> "CheckedModel":
+        """This model as `check_model` passes it with the given access. A stage that allows less
+        than the model was checked with checks only what the wider access let through (the audit
+        without trusted code, safetensors without pickles), so the errors are the same as if it
+        had checked MODEL itself; one that allows more checks it again in full."""
+        if (allow_pickle and not self.allow_pickle) or (trust_remote_code and not self.trust_remote_code):
+            return check_model(self.source.name, allow_pickle, trust_remote_code)
+        if self.trust_remote_code and not trust_remote_code:
+            audit_folder(self.source.path, self.source.name)
+        if not self.use_safetensors and not allow_pickle:
+            check_safetensors(weight_files(self.source.path, WEIGHTS_VARIANT if self.is_sgm_export else None))  # refuses the pickles
+        return replace(self, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+
+
+def checked_model(model: "str | CheckedModel", allow_pickle: bool = False, trust_remote_code: bool = False) -> CheckedModel:
+    """MODEL checked now, or the checked model a caller already holds, with the access asked for."""
+    if isinstance(model, CheckedModel):
+        return model.with_access(allow_pickle, trust_remote_code)
+    return check_model(model, allow_pickle, trust_remote_code)
 
 
 def check_model(name: str, allow_pickle: bool = False, trust_remote_code: bool = False) -> CheckedModel:
@@ -47,7 +74,7 @@ def check_model(name: str, allow_pickle: bool = False, trust_remote_code: bool =
         use_safetensors = False
     if use_safetensors:
         check_sizes(source.path, config["base_config"] if is_sgm_export else config, family, name, variant)
-    return CheckedModel(source, config, family, is_sgm_export, use_safetensors)
+    return CheckedModel(source, config, family, is_sgm_export, use_safetensors, allow_pickle, trust_remote_code)
 
 
 def model_family(config: dict) -> tuple[Family, bool]:

@@ -13,7 +13,6 @@ is added gives the same card plus the new sections. Its metadata also holds an `
 folder before anything leaves the machine.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,14 @@ from huggingface_hub import ModelCard, ModelCardData
 from huggingface_hub.repocard import metadata_load
 
 from sgm_export import __version__
-from sgm_export.modeling import sha256_file
+from sgm_export.artifacts import ExportManifest
+from sgm_export.hashing import sha256_file
+from sgm_export.layout import CARD_FILE, ONNX_DIR
 from sgm_export.models.demo import DEMO_NAME
+from sgm_export.options import MODES
 from sgm_export.outputs import atomic_file
 from sgm_export.publish.evaluation import evaluation_markdown
 
-CARD_FILE = "README.md"
-ONNX_DIR = "onnx"
 TAGS = ["sgm-export", "safety", "detoxification"]
 BASE_MODEL_RELATION = "finetune"
 LIBRARY = "transformers"
@@ -40,11 +40,7 @@ CARD_BLOCK = "sgm_export"
 PLACEHOLDER_ID = "path/to/this/model"
 SGM_PAPER = "https://arxiv.org/abs/2512.15052"
 AURA_PAPER = "https://arxiv.org/abs/2407.12824"
-MODES = {
-    "aura": "AurA: each expert scaled by 1 - 2 x strength x (AUROC - 0.5)",
-    "damp": "Damp: each expert scaled by the constant alpha",
-    "det0": "Det0: each expert switched off (scale 0)",
-}
+SHIFT = "towards the non-toxic mean"
 RANKS = {
     "auroc": "neurons with AUROC > {threshold} on the scoring data",
     "vocab": "neurons whose output promotes toxic words (read through the unembedding) and that fire more on toxic text",
@@ -66,55 +62,61 @@ def base_license(model_dir: Path, known: str | None) -> dict[str, str]:
     return fields
 
 
-def card_metadata(folder: Path, manifest: dict[str, Any]) -> ModelCardData:
+def card_metadata(folder: Path, manifest: ExportManifest) -> ModelCardData:
     """The card's YAML front matter."""
-    hub_id = manifest.get("base_model_hub_id")
-    license_fields = manifest.get("base_license") or {}
+    hub_id = manifest.base_model_hub_id
+    license_fields = manifest.base_license
     return ModelCardData(
         base_model=hub_id,
         base_model_relation=BASE_MODEL_RELATION if hub_id else None,
-        library_name=ONNX_LIBRARY if manifest["format"] == "onnx" else LIBRARY,
-        pipeline_tag=manifest.get("pipeline_tag"),
-        tags=list(TAGS) + (ONNX_TAGS if manifest["format"] == "onnx" else []),
+        library_name=ONNX_LIBRARY if manifest.format == "onnx" else LIBRARY,
+        pipeline_tag=manifest.pipeline_tag,
+        tags=list(TAGS) + (ONNX_TAGS if manifest.format == "onnx" else []),
         **{key: license_fields[key] for key in LICENSE_KEYS if license_fields.get(key)},
         **{CARD_BLOCK: card_block(folder, manifest)},
     )
 
 
-def card_block(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def card_block(folder: Path, manifest: ExportManifest) -> dict[str, Any]:
     """What `push` checks: the format, and the glasses this card describes (file, SHA-256, count)."""
     settings = glasses_settings(manifest)
-    glasses_file = manifest["glasses_file"]
+    glasses_file = manifest.glasses_file
     block = {
-        "version": manifest.get("sgm_export_version", __version__),
-        "format": manifest["format"],
+        "version": manifest.sgm_export_version or __version__,
+        "format": manifest.format,
         "glasses_file": glasses_file,
         "glasses_sha256": sha256_file(Path(folder) / glasses_file),
-        "experts": sum(manifest["experts_per_layer"]),
-        "neurons": sum(manifest["neurons_per_layer"]),
+        "experts": sum(manifest.experts_per_layer),
+        "neurons": sum(manifest.neurons_per_layer),
         **settings,
     }
     return {key: value for key, value in block.items() if value is not None}
 
 
-def glasses_settings(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The glasses settings, as numbers (safetensors metadata stores them as strings)."""
-    metadata = manifest.get("glasses", {})
+def glasses_settings(manifest: ExportManifest) -> dict[str, Any]:
+    """The settings the card shows (alpha and strength only where the mode uses them); all None
+    for glasses that sgm-export did not compute."""
+    settings, glasses = manifest.glasses.settings, manifest.glasses
+    if settings is None:
+        return dict.fromkeys(("mode", "threshold", "top_k", "alpha", "strength", "guard", "shift", "amplify")) | {
+            "rank": "auroc",
+            "n_guarded": glasses.n_guarded,
+        }
     return {
-        "mode": metadata.get("mode"),
-        "threshold": _number(metadata.get("threshold")),
-        "top_k": _number(metadata.get("top_k")),
-        "alpha": _number(metadata.get("alpha")) if metadata.get("mode") == "damp" else None,
-        "strength": _number(metadata.get("strength")) if metadata.get("mode") == "aura" else None,
-        "rank": metadata.get("rank") or "auroc",
-        "guard": _number(metadata.get("guard")),
-        "n_guarded": _number(metadata.get("n_guarded")),
-        "shift": metadata.get("shift") or None,
-        "amplify": _number(metadata.get("amplify")),
+        "mode": settings.mode,
+        "threshold": settings.threshold,
+        "top_k": settings.top_k,
+        "alpha": settings.alpha if settings.mode == "damp" else None,
+        "strength": settings.strength if settings.mode == "aura" else None,
+        "rank": settings.rank,
+        "guard": settings.guard,
+        "n_guarded": glasses.n_guarded,
+        "shift": SHIFT if settings.shift else None,
+        "amplify": settings.amplify,
     }
 
 
-def render_card(folder: Path, manifest: dict[str, Any]) -> ModelCard:
+def render_card(folder: Path, manifest: ExportManifest) -> ModelCard:
     """The whole card for the export in `folder`, described by its manifest fields."""
     sections = [
         _title(manifest),
@@ -130,7 +132,7 @@ def render_card(folder: Path, manifest: dict[str, Any]) -> ModelCard:
     return ModelCard(f"---\n{card_metadata(folder, manifest).to_yaml()}\n---\n\n{body}")
 
 
-def write_card(folder: Path, manifest: dict[str, Any]) -> Path:
+def write_card(folder: Path, manifest: ExportManifest) -> Path:
     """Write README.md into `folder` (atomically: it may replace the card of a published export)."""
     path = Path(folder) / CARD_FILE
     with atomic_file(path, force=True) as staging:
@@ -144,32 +146,32 @@ def load_card(folder: Path) -> ModelCard | None:
     return ModelCard.load(path) if path.is_file() else None
 
 
-def _title(manifest: dict[str, Any]) -> str:
+def _title(manifest: ExportManifest) -> str:
     return f"# {_base_short_name(manifest)} with SGM safety glasses"
 
 
-def _summary(manifest: dict[str, Any]) -> str:
-    experts, neurons = sum(manifest["experts_per_layer"]), sum(manifest["neurons_per_layer"])
-    layers = sum(1 for count in manifest["experts_per_layer"] if count)
+def _summary(manifest: ExportManifest) -> str:
+    experts, neurons = sum(manifest.experts_per_layer), sum(manifest.neurons_per_layer)
+    layers = sum(1 for count in manifest.experts_per_layer if count)
     return (
         f"This is {_base_link(manifest)} with **safety glasses** baked in by sgm-export: "
-        f"the {experts:,} MLP neurons of its decoder (of {neurons:,}, in {layers} of {len(manifest['experts_per_layer'])} layers) "
+        f"the {experts:,} MLP neurons of its decoder (of {neurons:,}, in {layers} of {len(manifest.experts_per_layer)} layers) "
         f"{_chosen_by(manifest)} are each scaled down by a fixed factor, following SGM "
         f"([arXiv 2512.15052]({SGM_PAPER})) and AurA ([Suau et al., ICML 2024]({AURA_PAPER})). "
         "Nothing was trained and every other weight is the base model's."
     )
 
 
-def _chosen_by(manifest: dict[str, Any]) -> str:
+def _chosen_by(manifest: ExportManifest) -> str:
     """How the summary names the experts: by what chose them."""
     if glasses_settings(manifest)["rank"] == "auroc":
         return "that best tell toxic from non-toxic text"
     return "that write toxic words where the text is toxic"
 
 
-def _changes(manifest: dict[str, Any]) -> str:
+def _changes(manifest: ExportManifest) -> str:
     settings = glasses_settings(manifest)
-    metadata = manifest.get("glasses", {})
+    provenance = manifest.glasses.provenance
     rows = [
         ("base model", _base_link(manifest)),
         ("checkpoint format", _format_description(manifest)),
@@ -191,47 +193,47 @@ def _changes(manifest: dict[str, Any]) -> str:
     if settings["alpha"] is not None:
         rows.append(("alpha", str(settings["alpha"])))
     rows += [
-        ("neurons scaled", f"{sum(manifest['experts_per_layer']):,} of {sum(manifest['neurons_per_layer']):,}"),
-        ("pooling", f"{metadata.get('pool') or 'unknown'} over the scored text tokens"),
+        ("neurons scaled", f"{sum(manifest.experts_per_layer):,} of {sum(manifest.neurons_per_layer):,}"),
+        ("pooling", f"{provenance.pool or 'unknown'} over the scored text tokens"),
         ("data", _data_description(manifest)),
-        ("sgm-export", manifest.get("sgm_export_version", __version__)),
+        ("sgm-export", manifest.sgm_export_version or __version__),
     ]
     table = ["| | |", "|---|---|"] + [f"| {key} | {value} |" for key, value in rows]
-    per_layer = ", ".join(str(count) for count in manifest["experts_per_layer"])
+    per_layer = ", ".join(str(count) for count in manifest.experts_per_layer)
     return "\n".join(["## What was changed", "", *table, "", f"Experts per layer, from layer 0: {per_layer}."])
 
 
-def _format_description(manifest: dict[str, Any]) -> str:
-    if manifest["format"] == "module":
+def _format_description(manifest: ExportManifest) -> str:
+    if manifest.format == "module":
         return (
             "module: the base weights byte for byte, the scales in `sgm_glasses.safetensors`, "
             "applied by `modeling_sgm.py` (torch and transformers only)"
         )
-    if manifest["format"] == "folded":
+    if manifest.format == "folded":
         return "folded: the scales multiplied into each MLP output projection; `glasses.safetensors` documents the edit"
-    if manifest["format"] == "onnx":
+    if manifest.format == "onnx":
         return (
-            f"ONNX ({manifest.get('dtype', 'float32')}): the base weights with each layer's scale as the initializer "
+            f"ONNX ({manifest.dtype or 'float32'}): the base weights with each layer's scale as the initializer "
             "`sgm.layers.{i}.scale` feeding a `Mul` before the down projection; `glasses.safetensors` holds the same scales"
         )
-    return manifest["format"]
+    return manifest.format
 
 
-def _data_description(manifest: dict[str, Any]) -> str:
-    sources = manifest.get("data_sources") or []
-    metadata = manifest.get("glasses", {})
+def _data_description(manifest: ExportManifest) -> str:
+    sources = manifest.data_sources
+    provenance = manifest.glasses.provenance
     named = ", ".join(f"`{source}`" for source in sources) if sources else "not recorded"
-    counts = [f"{metadata[key]} {label}" for key, label in (("n_toxic", "toxic"), ("n_neutral", "non-toxic")) if metadata.get(key)]
+    counts = [f"{count} {label}" for count, label in ((provenance.n_toxic, "toxic"), (provenance.n_neutral, "non-toxic")) if count]
     return named + (f" ({' and '.join(counts)} examples)" if counts else "")
 
 
-def _usage(folder: Path, manifest: dict[str, Any]) -> str:
-    model_id = manifest.get("hub_repo_id") or PLACEHOLDER_ID
-    multimodal = manifest.get("auto_class") == "AutoModelForImageTextToText"
+def _usage(folder: Path, manifest: ExportManifest) -> str:
+    model_id = manifest.hub_repo_id or PLACEHOLDER_ID
+    multimodal = manifest.auto_class == "AutoModelForImageTextToText"
     auto_class = "AutoModelForImageTextToText" if multimodal else "AutoModelForCausalLM"
     preprocessor = "AutoProcessor" if multimodal else "AutoTokenizer"
     parts = ["## How to use"]
-    if manifest["format"] == "module":
+    if manifest.format == "module":
         parts += [
             "The glasses are applied by `modeling_sgm.py`, which ships in this repository and imports only torch and "
             "transformers. The checkpoint fails closed: without `trust_remote_code=True` transformers refuses to load it, "
@@ -242,7 +244,7 @@ def _usage(folder: Path, manifest: dict[str, Any]) -> str:
                 f'{preprocessor.removeprefix("Auto").lower()} = {preprocessor}.from_pretrained("{model_id}", trust_remote_code=True)'
             ),
         ]
-    elif manifest["format"] == "folded":
+    elif manifest.format == "folded":
         parts += [
             "A plain checkpoint of the base architecture: it loads anywhere the base model does (transformers, vLLM, "
             "llama.cpp converters), without remote code.",
@@ -252,7 +254,7 @@ def _usage(folder: Path, manifest: dict[str, Any]) -> str:
                 f'{preprocessor.removeprefix("Auto").lower()} = {preprocessor}.from_pretrained("{model_id}")'
             ),
         ]
-    elif manifest["format"] == "onnx" and not multimodal:
+    elif manifest.format == "onnx" and not multimodal:
         parts += [_transformers_js_usage(model_id), _genai_usage(model_id)]
     if (Path(folder) / ONNX_DIR).is_dir():
         parts.append(_onnx_usage(manifest, multimodal))
@@ -295,7 +297,7 @@ def _genai_usage(model_id: str) -> str:
     )
 
 
-def _onnx_usage(manifest: dict[str, Any], multimodal: bool) -> str:
+def _onnx_usage(manifest: ExportManifest, multimodal: bool) -> str:
     intro = (
         f"`{ONNX_DIR}/` holds the same model as ONNX graphs (the layout transformers.js and onnx-community use). Each layer's "
         "scale is the initializer `sgm.layers.{i}.scale` feeding a `Mul` before the down projection, so the glasses can be "
@@ -303,9 +305,9 @@ def _onnx_usage(manifest: dict[str, Any], multimodal: bool) -> str:
     )
     if multimodal:
         return "\n\n".join(["### ONNX", intro])
-    hub_id = manifest.get("hub_repo_id")
+    hub_id = manifest.hub_repo_id
     folder = f'snapshot_download("{hub_id}")' if hub_id else f'"{PLACEHOLDER_ID}"  # this repository, downloaded'
-    remote_code = ", trust_remote_code=True" if manifest["format"] == "module" else ""
+    remote_code = ", trust_remote_code=True" if manifest.format == "module" else ""
     snippet = _python(
         "import numpy as np\n"
         "import onnxruntime as ort\n"
@@ -331,9 +333,9 @@ def _onnx_usage(manifest: dict[str, Any], multimodal: bool) -> str:
     return "\n\n".join(["### ONNX", intro + " One forward pass with onnxruntime:", snippet])
 
 
-def _reproduce(manifest: dict[str, Any]) -> str:
-    recipe = manifest.get("recipe")
-    version = manifest.get("sgm_export_version", __version__)
+def _reproduce(manifest: ExportManifest) -> str:
+    recipe = manifest.recipe
+    version = manifest.sgm_export_version or __version__
     if recipe:
         return "\n\n".join(
             [
@@ -346,14 +348,14 @@ def _reproduce(manifest: dict[str, Any]) -> str:
     return "\n\n".join(["## Reproduce", f"Made with sgm-export {version}; these commands redo it:", _commands(manifest)])
 
 
-def _commands(manifest: dict[str, Any]) -> str:
-    metadata = manifest.get("glasses", {})
+def _commands(manifest: ExportManifest) -> str:
+    provenance = manifest.glasses.provenance
     settings = glasses_settings(manifest)
-    base = manifest.get("base_model_name") or manifest.get("base_model")
-    score = [f"sgm-export score {base}"] + [f"--data {source}" for source in manifest.get("data_sources") or []]
-    score += [f"--pool {metadata['pool']}"] if metadata.get("pool") else []
-    score += [f"--max-length {metadata['max_length']}"] if metadata.get("max_length") else []
-    score += [f"--limit {metadata['limit']}"] if metadata.get("limit") else []
+    base = manifest.base_model_name or manifest.base_model
+    score = [f"sgm-export score {base}"] + [f"--data {source}" for source in manifest.data_sources]
+    score += [f"--pool {provenance.pool}"] if provenance.pool else []
+    score += [f"--max-length {provenance.max_length}"] if provenance.max_length else []
+    score += [f"--limit {provenance.limit}"] if provenance.limit else []
     glasses = [
         "sgm-export glasses scores",
         "--out glasses.safetensors",
@@ -363,17 +365,17 @@ def _commands(manifest: dict[str, Any]) -> str:
     glasses += [f"--top-k {settings['top_k']}"] if settings["top_k"] is not None else []
     glasses += [f"--strength {settings['strength']}"] if settings["strength"] is not None else []
     glasses += [f"--alpha {settings['alpha']}"] if settings["alpha"] is not None else []
-    if manifest["format"] == "onnx":
+    if manifest.format == "onnx":
         export = [f"sgm-export onnx {base}", "--glasses glasses.safetensors", "--out model"]
-        export += [f"--dtype {manifest['dtype']}"] if manifest.get("dtype", "float32") != "float32" else []
+        export += [f"--dtype {manifest.dtype}"] if (manifest.dtype or "float32") != "float32" else []
     else:
-        export = [f"sgm-export export {base}", "--glasses glasses.safetensors", f"--format {manifest['format']}", "--out model"]
+        export = [f"sgm-export export {base}", "--glasses glasses.safetensors", f"--format {manifest.format}", "--out model"]
     lines = [" ".join(score + ["--out scores"]), " ".join(glasses), " ".join(export)]
     return "```bash\n" + "\n".join(lines) + "\n```"
 
 
-def _integrity(manifest: dict[str, Any]) -> str:
-    base = manifest.get("base_model_name") or manifest.get("base_model")
+def _integrity(manifest: ExportManifest) -> str:
+    base = manifest.base_model_name or manifest.base_model
     return "\n\n".join(
         [
             "## Checking it",
@@ -384,8 +386,8 @@ def _integrity(manifest: dict[str, Any]) -> str:
     )
 
 
-def _license(manifest: dict[str, Any]) -> str:
-    fields = manifest.get("base_license") or {}
+def _license(manifest: ExportManifest) -> str:
+    fields = manifest.base_license
     if not fields.get("license"):
         return "## License\n\nThe base model's license applies to this derived checkpoint; check it before use."
     name = fields.get("license_name") or fields["license"]
@@ -393,30 +395,19 @@ def _license(manifest: dict[str, Any]) -> str:
     return f"## License\n\nDerived from {_base_link(manifest)}, so the base model's license applies: {named}."
 
 
-def _base_link(manifest: dict[str, Any]) -> str:
-    hub_id = manifest.get("base_model_hub_id")
-    demo = manifest.get("base_model_name") == DEMO_NAME
+def _base_link(manifest: ExportManifest) -> str:
+    hub_id = manifest.base_model_hub_id
+    demo = manifest.base_model_name == DEMO_NAME
     if hub_id:
         link = f"[{hub_id}](https://huggingface.co/{hub_id})"
         return link + (" (as de-quantized from the Q4_K_M GGUF that sgm-export embeds)" if demo else "")
     return f"`{_base_short_name(manifest)}`"
 
 
-def _base_short_name(manifest: dict[str, Any]) -> str:
-    name = manifest.get("base_model_hub_id") or manifest.get("base_model_name") or manifest.get("base_model") or "model"
+def _base_short_name(manifest: ExportManifest) -> str:
+    name = manifest.base_model_hub_id or manifest.base_model_name or manifest.base_model or "model"
     return Path(str(name)).name
 
 
 def _python(code: str) -> str:
     return f"```python\n{code}\n```"
-
-
-def _number(value: Any) -> float | int | None:
-    """A metadata string as a number: '' is None, '500' is 500, '0.5' is 0.5."""
-    if value is None or value == "":
-        return None
-    try:
-        number = json.loads(value) if isinstance(value, str) else value
-    except ValueError:
-        return None
-    return number if isinstance(number, int | float) and not isinstance(number, bool) else None

@@ -12,12 +12,13 @@ import yaml
 
 from sgm_export.errors import SgmError
 from sgm_export.export.files import recorded_files
-from sgm_export.modeling import sha256_file
+from sgm_export.export.folder import export_glasses
+from sgm_export.hashing import sha256_file
+from sgm_export.layout import CARD_FILE, MANIFEST_FILE
 from sgm_export.models.audit import is_module_export, refuse_foreign_auto_map
 from sgm_export.models.checkpoint import PICKLE_SUFFIXES
-from sgm_export.models.manifest import MANIFEST_FILE, manifest_problems, read_manifest
-from sgm_export.publish.card import CARD_BLOCK, CARD_FILE, load_card
-from sgm_export.verify import export_glasses
+from sgm_export.models.manifest import manifest_problems, read_manifest
+from sgm_export.publish.card import CARD_BLOCK, load_card
 
 
 def publish_problems(folder: Path) -> list[str]:

@@ -15,10 +15,10 @@ from typing import Any
 
 from sgm_export.errors import SgmError
 from sgm_export.evaluate.report_images import card_lines
+from sgm_export.layout import EVAL_DIR, REPORT_JSON, REPORT_MD
 
-EVAL_DIR = "eval"
-REPORT_FILE = "report.json"
-REPORT_COPIED = ("report.json", "report.md")
+REPORT_FILE = REPORT_JSON
+REPORT_COPIED = (REPORT_JSON, REPORT_MD)
 BASE_SECTION = "base"
 FIRST_COLUMNS = ("harmful_rate", "perplexity", "n_prompts")
 COLUMN_TITLES = {"harmful_rate": "harmful rate", "perplexity": "perplexity", "n_prompts": "prompts"}

@@ -26,7 +26,8 @@ from huggingface_hub.utils import HFValidationError, disable_progress_bars, enab
 from sgm_export import __version__
 from sgm_export.errors import SgmError
 from sgm_export.export.files import recorded_files
-from sgm_export.models.manifest import MANIFEST_FILE, read_manifest
+from sgm_export.layout import MANIFEST_FILE
+from sgm_export.models.manifest import read_manifest
 from sgm_export.progress import progress_enabled
 from sgm_export.publish.card import CARD_BLOCK, PLACEHOLDER_ID, load_card
 from sgm_export.publish.checks import require_publishable

@@ -8,13 +8,14 @@ Files added since the export (the report, ONNX graphs) are recorded in the manif
 
 from pathlib import Path
 
+from sgm_export.artifacts import read_export_manifest
 from sgm_export.errors import CheckpointError
 from sgm_export.export import finish_export
+from sgm_export.layout import CARD_FILE, EVAL_DIR, MANIFEST_FILE
 from sgm_export.models.audit import is_module_export, refuse_foreign_auto_map
-from sgm_export.models.manifest import MANIFEST_FILE, manifest_problems, read_manifest
+from sgm_export.models.manifest import manifest_problems, read_manifest
 from sgm_export.outputs import atomic_dir
-from sgm_export.publish.card import CARD_FILE
-from sgm_export.publish.evaluation import EVAL_DIR, copy_report
+from sgm_export.publish.evaluation import copy_report
 
 CARD_FIELDS = ("format", "glasses_file", "experts_per_layer", "neurons_per_layer")
 
@@ -39,8 +40,8 @@ def refresh_card(folder: Path, report_dir: Path | None = None, hub_repo_id: str 
     if report_dir is not None:
         with atomic_dir(folder / EVAL_DIR, force=True) as staging:
             copy_report(report_dir, staging)
-    fields = {key: value for key, value in manifest.items() if key != "files"}
+    fields = read_export_manifest(folder).model_copy(update={"files": {}})  # a 0.1.0 manifest is written anew
     if hub_repo_id is not None:
-        fields["hub_repo_id"] = hub_repo_id
+        fields.hub_repo_id = hub_repo_id
     finish_export(folder, fields)
     return folder / CARD_FILE

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sgm_export.errors import CheckpointError
+from sgm_export.layout import ONNX_DIR
 
-ONNX_DIR = "onnx"
 DESCRIPTION_FILE = "sgm_onnx.json"
 FORMAT = "sgm-onnx"
 FORMAT_VERSION = 1

@@ -4,13 +4,13 @@ For each decoder layer i: `layers.{i}.auroc` (float32 [d_ff]), plus `layers.{i}.
 `layers.{i}.mean_neutral` (the pooled activation's class means), `layers.{i}.mean_abs_neutral`
 (the mean magnitude on non-toxic examples, for the heavy-neuron guard) and `layers.{i}.vocab`
 (the vocabulary toxicity of `score/vocabulary.py`); the last two are absent from files written
-before 0.2 (and `vocab` where the model has no output embedding or no toxic word). Metadata
-(strings): `format=pt`, `sgm_export_version`, `model`, `model_type`, `family`, `pool`, `n_toxic`,
-`n_neutral`, `vocabulary` (how the toxic words were found, or why there is no rating).
+before 0.2 (and `vocab` where the model has no output embedding or no toxic word). The metadata
+is an `artifacts.ScoresMetadata` (the model, how it was scored, on which data).
 """
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +18,12 @@ import torch
 from safetensors.torch import save_file
 
 from sgm_export import __version__
+from sgm_export.artifacts import ScoresMetadata
 from sgm_export.errors import CheckpointError
+from sgm_export.layout import SCORES_FILE, SCORES_SUMMARY_FILE
 from sgm_export.outputs import atomic_dir
 from sgm_export.tensorfile import read_tensor_file
 
-SCORES_FILE = "scores.safetensors"
-SUMMARY_FILE = "scores.json"
 SUMMARY_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 _KEY = re.compile(r"^layers\.(\d+)\.(auroc|mean_toxic|mean_neutral|mean_abs_neutral|vocab)$")
 OPTIONAL = ("mean_abs_neutral", "vocab")
@@ -36,9 +36,13 @@ class Scores:
     auroc: list[torch.Tensor]
     mean_toxic: list[torch.Tensor]
     mean_neutral: list[torch.Tensor]
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: ScoresMetadata = field(default_factory=ScoresMetadata)
     mean_abs_neutral: list[torch.Tensor] | None = None
     vocab: list[torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.metadata, Mapping):  # the safetensors strings, as tests and callers may give them
+            self.metadata = ScoresMetadata.from_strings(self.metadata)
 
     @property
     def widths(self) -> list[int]:
@@ -52,7 +56,7 @@ class Scores:
         offsets = torch.tensor([0] + self.widths).cumsum(0)
         best = flat.topk(min(top, flat.numel()))
         return {
-            "metadata": self.metadata,
+            "metadata": self.metadata.model_dump(),
             "n_neurons": int(flat.numel()),
             "n_layers": len(self.auroc),
             "top_experts": [
@@ -74,10 +78,10 @@ def save_scores(scores: Scores, out_dir: Path, force: bool = False) -> Path:
     for name in OPTIONAL:
         for i, tensor in enumerate(getattr(scores, name) or []):
             tensors[f"layers.{i}.{name}"] = tensor.float().contiguous()
-    metadata = {"format": "pt", "sgm_export_version": __version__, **scores.metadata}
+    metadata = {"format": "pt", **scores.metadata.to_strings(), "sgm_export_version": scores.metadata.sgm_export_version or __version__}
     with atomic_dir(out_dir, force=force) as staging:
         save_file(tensors, staging / SCORES_FILE, metadata=metadata)
-        (staging / SUMMARY_FILE).write_text(json.dumps(scores.summary(), indent=2) + "\n", encoding="utf-8")
+        (staging / SCORES_SUMMARY_FILE).write_text(json.dumps(scores.summary(), indent=2) + "\n", encoding="utf-8")
     return out_dir
 
 
@@ -106,6 +110,6 @@ def load_scores(path: Path) -> Scores:
         auroc=[layer["auroc"] for layer in ordered],
         mean_toxic=[layer.get("mean_toxic", torch.zeros_like(layer["auroc"])) for layer in ordered],
         mean_neutral=[layer.get("mean_neutral", torch.zeros_like(layer["auroc"])) for layer in ordered],
-        metadata={k: v for k, v in metadata.items() if k not in {"format", "sgm_export_version"}},
+        metadata=ScoresMetadata.from_strings(metadata, str(file)),
         **{name: [layer[name] for layer in ordered] if all(name in layer for layer in ordered) else None for name in OPTIONAL},
     )

@@ -1,12 +1,12 @@
 """The scoring loop: batched forward passes with pooled recording, then AUROC per neuron."""
 
-import json
 from collections.abc import Iterable, Sequence
 
 import torch
 
 from sgm_export import __version__
 from sgm_export.arch import decoder_projections, decoder_widths
+from sgm_export.artifacts import ScoresMetadata
 from sgm_export.data.encode import Batch, BatchSource, encode_text_example, text_batch_source
 from sgm_export.data.examples import TOXIC, Example
 from sgm_export.data.multimodal import MultimodalEncoder
@@ -83,7 +83,7 @@ def pooled_activations(
 def batch_source(loaded: LoadedModel, examples: list[Example], options: ScoreOptions) -> BatchSource:
     """The examples ready to batch: through the processor for vision-language models, else tokens only."""
     tokenizer = loaded.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = loaded.pad_token_id
     if loaded.processor is not None:
         encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, options.max_length)
         return encoder.batch_source(examples, pad_id)
@@ -177,20 +177,20 @@ def score_examples(
     aurocs, mean_toxic, mean_neutral, mean_abs_neutral = (list(statistic.split(widths)) for statistic in statistics)
     vocab, vocabulary_note = neuron_vocabulary(loaded, options) if share.is_main else (None, "")
     n_toxic = int((labels == TOXIC).sum())
-    metadata = {
-        "sgm_export_version": __version__,
-        "model": loaded.source.hub_id or loaded.source.name,
-        "model_type": loaded.model.config.model_type,
-        "family": loaded.family.name,
-        "pool": options.pool,
-        "max_length": str(options.max_length),
-        "limit": "" if options.limit is None else str(options.limit),
-        "data": json.dumps(list(sources)),
-        "n_toxic": str(n_toxic),
-        "n_neutral": str(len(examples) - n_toxic),
-        "n_images": str(sum(example.image is not None for example in examples)),
-        "vocabulary": vocabulary_note,
-    }
+    metadata = ScoresMetadata(
+        sgm_export_version=__version__,
+        model=loaded.source.hub_id or loaded.source.name,
+        model_type=loaded.model.config.model_type,
+        family=loaded.family.name,
+        pool=options.pool,
+        max_length=options.max_length,
+        limit=options.limit,
+        data=list(sources),
+        n_toxic=n_toxic,
+        n_neutral=len(examples) - n_toxic,
+        n_images=sum(example.image is not None for example in examples),
+        vocabulary=vocabulary_note,
+    )
     return Scores(aurocs, mean_toxic, mean_neutral, metadata, mean_abs_neutral, vocab)
 
 
@@ -199,7 +199,7 @@ def neuron_vocabulary(loaded: LoadedModel, options: ScoreOptions) -> tuple[list[
     the reason there is none (kept in the metadata, so that `glasses --rank vocab` can say it)."""
     if not options.vocabulary:
         return None, "not computed (--no-vocabulary)"
-    from sgm_export.evaluate.judges import load_judge
+    from sgm_export.data.judges import load_judge
     from sgm_export.score.vocabulary import toxic_token_ids, vocabulary_toxicity
 
     judge = load_judge(options.vocab_judge)

@@ -16,7 +16,7 @@ Chunks are written under a temporary name and renamed, so a chunk is whole or ab
 size is not in the fingerprint: a row depends on it only through float rounding (padding changes
 the shapes of the matrix products), so a run may resume with another --batch-size; with the same
 one, the resumed scores equal those of an uninterrupted run exactly (batches are cut in the same
-places, see `pooled_activations`).
+places, see `score.runner.fill_store`).
 
 A chunk is written once `$SGM_EXPORT_CHUNK_MB` (16 by default) MiB of rows are unsaved, always at
 the end of a batch. On a GPU, rows stay in GPU memory up to a budget (`--store-budget-mb`) and

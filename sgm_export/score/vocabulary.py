@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from sgm_export.arch import Family, decoder_layers, decoder_projections
+from sgm_export.data.judges import Judge
 from sgm_export.errors import SgmError
-from sgm_export.evaluate.judges import Judge
 
 WORD = re.compile(r"\s?[A-Za-z]{3,}")
 # Norms some families apply to the MLP's output before it joins the residual stream (Gemma 2/3).

@@ -21,27 +21,31 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sgm_export.artifacts import ExportManifest
 from sgm_export.errors import SgmError
-from sgm_export.glasses import GLASSES_FILE, Glasses, save_glasses
+from sgm_export.glasses import Glasses, save_glasses
+from sgm_export.layout import GLASSES_FILE
 from sgm_export.options import OnnxOptions
 from sgm_export.outputs import atomic_dir, check_target_free
 from sgm_export.progress import progress_bar
 
 if TYPE_CHECKING:
     from sgm_export.export.onnx.source import OnnxSource
+    from sgm_export.models.preflight import CheckedModel
 
 REQUIRED_PACKAGES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")
 
 
 def export_onnx(
-    model: str,
+    model: "str | CheckedModel",
     out: Path,
     glasses: Glasses | None = None,
     options: OnnxOptions | None = None,
     force: bool = False,
     external_data_threshold: int | None = None,
 ) -> Path:
-    """Write the ONNX folder of MODEL_OR_DIR (a base model with `glasses`, or an sgm-export checkpoint)."""
+    """Write the ONNX folder of MODEL_OR_DIR (a base model with `glasses`, or an sgm-export checkpoint;
+    checked already when `run` passes it)."""
     require_onnx_packages()
     from sgm_export.export.onnx.source import open_onnx_source
 
@@ -82,7 +86,8 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
     from sgm_export.export.onnx.description import describe_export, write_description
     from sgm_export.export.onnx.graph import GlassesGraphError, drop_local_metadata, find_glasses, name_glasses, save_graph
     from sgm_export.export.onnx.trace import OPSET, WRAPPED
-    from sgm_export.runtime.layout import ONNX_DIR, graph_file
+    from sgm_export.layout import ONNX_DIR
+    from sgm_export.runtime.layout import graph_file
 
     with progress_bar("exporting to ONNX", total=2, unit="steps") as advance:
         for file in source.companion_files():
@@ -97,7 +102,7 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
         nodes = find_glasses(decoder)
         if [node.layer for node in nodes] != list(range(len(source.glasses.scales))):
             raise GlassesGraphError(f"the graph holds glasses for layers {[node.layer for node in nodes]}")
-        decoder.metadata_props.update({f"sgm.{key}": value for key, value in source.glasses.metadata.items()})
+        decoder.metadata_props.update({f"sgm.{key}": value for key, value in source.glasses.metadata.to_strings().items()})
         onnx_dir = staging / ONNX_DIR
         onnx_dir.mkdir()
         files = {}
@@ -130,28 +135,27 @@ def _write_folder(source: "OnnxSource", staging: Path, options: OnnxOptions, ext
         advance(1)
 
 
-def onnx_fields(source: "OnnxSource", origin: dict[str, str], dtype: str) -> dict:
+def onnx_fields(source: "OnnxSource", origin: dict[str, str], dtype: str) -> ExportManifest:
     """What the ONNX folder's sgm_export.json records and its card is rendered from: the fields of
-    a module or folded export (base model, license, data, recipe, the glasses' settings), carried
-    over from the export it was made from, and what this export is."""
+    a module or folded export (base model, license, data, recipe), carried over from the export it
+    was made from, the glasses' settings, and what this export is."""
     glasses = source.glasses
-    return {
-        "base_model_name": source.base_model,
-        "base_model_hub_id": None,
-        "base_license": {},
-        "auto_class": source.family.auto_class,
-        "data_sources": json.loads(glasses.metadata.get("data") or "[]"),
-        "recipe": None,
-        **source.provenance,
-        "format": "onnx",
-        **origin,
-        "dtype": dtype,
-        "glasses": glasses.metadata,
-        "glasses_file": GLASSES_FILE,
-        "experts_per_layer": glasses.experts_per_layer(),
-        "neurons_per_layer": glasses.widths,
-        "hub_repo_id": None,
-    }
+    return ExportManifest(
+        **{
+            "base_model_name": source.base_model,
+            "auto_class": source.family.auto_class,
+            "data_sources": glasses.metadata.provenance.data,
+            **source.provenance,
+            "format": "onnx",
+            **origin,
+            "dtype": dtype,
+            "glasses": glasses.metadata,
+            "glasses_file": GLASSES_FILE,
+            "experts_per_layer": glasses.experts_per_layer(),
+            "neurons_per_layer": glasses.widths,
+            "hub_repo_id": None,
+        }
+    )
 
 
 def _trace(source: "OnnxSource", dtype: str):

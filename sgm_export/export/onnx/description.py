@@ -110,7 +110,7 @@ def describe_export(
         "tokens": special_tokens(config, generation_config),
         "glasses": {
             "file": "../glasses.safetensors",
-            "settings": glasses.metadata,
+            "settings": glasses.metadata.flat(),
             "experts_per_layer": glasses.experts_per_layer(),
             "nodes": [node.to_json() for node in glasses_nodes],
         },

@@ -12,7 +12,7 @@ import onnx_ir as ir
 from sgm_export.errors import CheckpointError, SgmError
 from sgm_export.export.onnx.description import tensor_info
 from sgm_export.export.onnx.graph import GlassesNode, find_glasses
-from sgm_export.runtime.layout import ONNX_DIR
+from sgm_export.layout import ONNX_DIR
 
 
 @dataclass

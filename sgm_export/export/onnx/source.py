@@ -10,7 +10,6 @@ base model had them) and the glasses, which the export then applies as a visible
   `unfold_scale`), so that the graph does not apply them twice.
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,21 @@ import torch
 from torch import nn
 
 from sgm_export.arch import Family, decoder_projections
+from sgm_export.artifacts import ExportManifest, read_export_manifest
 from sgm_export.errors import CheckpointError, SgmError
 from sgm_export.export.folded import unfold_scale
+from sgm_export.export.folder import export_format, export_glasses
 from sgm_export.export.onnx.families import check_onnx_family
 from sgm_export.export.source import companion_files
 from sgm_export.glasses import Glasses
-from sgm_export.modeling import MODELING_FILE, SCALES_FILE, WEIGHTS_VARIANT
+from sgm_export.layout import MANIFEST_FILE, MODELING_FILE, SCALES_FILE
+from sgm_export.modeling import WEIGHTS_VARIANT
 from sgm_export.models.audit import audit_folder
 from sgm_export.models.checkpoint import SAFE_INDEX, read_config, with_variant
 from sgm_export.models.load import load_model
-from sgm_export.models.manifest import MANIFEST_FILE, read_manifest
-from sgm_export.models.preflight import model_family
+from sgm_export.models.preflight import CheckedModel, model_family
 from sgm_export.models.resolve import ModelSource, resolve_model
 from sgm_export.publish.card import PIPELINE_TAGS, base_license
-from sgm_export.verify import export_format, export_glasses
 
 # Manifest fields of a module or folded export that an ONNX folder made from it keeps.
 PROVENANCE_FIELDS = (
@@ -68,43 +68,46 @@ class OnnxSource:
         return companion_files(self.folder, also_skip=MODULE_ONLY_FILES)
 
 
-def open_onnx_source(model: str, glasses: Glasses | None) -> OnnxSource:
-    """Load MODEL_OR_DIR for the ONNX export, with its glasses."""
-    source = resolve_model(model)
+def open_onnx_source(model: str | CheckedModel, glasses: Glasses | None) -> OnnxSource:
+    """Load MODEL_OR_DIR (resolved here unless `run` passes it checked) for the ONNX export, with its glasses."""
+    held = model if isinstance(model, CheckedModel) else None
+    source = held.source if held else resolve_model(model)
+    name = source.name
     config = read_config(source.path)
-    audit_folder(source.path, model)  # the ONNX folder carries the tokenizer and configs over: none may name code
+    if held is None or held.trust_remote_code:  # a held model was audited without trusted code already
+        audit_folder(source.path, name)  # the ONNX folder carries the tokenizer and configs over: none may name code
     kind = _kind(source.path)
     if kind == "onnx":
-        raise SgmError(f"{model} is already an ONNX export", "pass the base model or a module/folded export")
+        raise SgmError(f"{name} is already an ONNX export", "pass the base model or a module/folded export")
     if kind != "base" and glasses is not None:
         raise SgmError(
-            f"{model} is a {kind} export that carries its own glasses, so --glasses would be a second pair",
+            f"{name} is a {kind} export that carries its own glasses, so --glasses would be a second pair",
             "drop --glasses, or export from the base model",
         )
     if kind == "base" and glasses is None:
-        raise SgmError(f"{model} is a base model, so the ONNX export needs glasses", "pass --glasses FILE")
+        raise SgmError(f"{name} is a base model, so the ONNX export needs glasses", "pass --glasses FILE")
     family, _ = model_family(config)
     if family.multimodal:
-        check_onnx_family(_model_type(config), model)
-    manifest = read_manifest(source.path) or {}
-    base_name = manifest.get("base_model") or source.hub_id or source.name
+        check_onnx_family(_model_type(config), name)
+    manifest = read_export_manifest(source.path)
+    base_name = (manifest.base_model if manifest else None) or source.hub_id or source.name
     provenance = _provenance(manifest) if kind != "base" else _base_provenance(source, family, glasses)
     if kind == "module":
         base_config = {**config["base_config"], "architectures": [config["sgm"]["base_architecture"]]}
         glasses = _with_settings(export_glasses(source.path), manifest)
         return OnnxSource(_load_module_weights(source.path, config), family, glasses, base_config, source.path, kind, base_name, provenance)
-    loaded = load_model(model, device="cpu", dtype="float32")
+    loaded = load_model(held or name, device="cpu", dtype="float32")
     if kind == "folded":
         glasses = _with_settings(export_glasses(source.path), manifest)
         _unfold(loaded.model, family, glasses)
-    _check_fits(loaded.model, family, glasses, model)
+    _check_fits(loaded.model, family, glasses, name)
     return OnnxSource(loaded.model, family, glasses, config, source.path, kind, base_name, provenance)
 
 
-def _provenance(manifest: dict[str, Any]) -> dict[str, Any]:
+def _provenance(manifest: ExportManifest | None) -> dict[str, Any]:
     """What a module or folded export's manifest says about its base model and data, carried into
     the ONNX folder's manifest and card (the settings travel with the glasses)."""
-    return {key: manifest.get(key) for key in PROVENANCE_FIELDS if key in manifest}
+    return manifest.model_dump(include=set(PROVENANCE_FIELDS)) if manifest else {}
 
 
 def _base_provenance(source: ModelSource, family: Family, glasses: Glasses) -> dict[str, Any]:
@@ -116,16 +119,16 @@ def _base_provenance(source: ModelSource, family: Family, glasses: Glasses) -> d
         "base_license": base_license(source.path, source.license),
         "auto_class": family.auto_class,
         "pipeline_tag": PIPELINE_TAGS.get(family.auto_class),
-        "data_sources": json.loads(glasses.metadata.get("data") or "[]"),
+        "data_sources": glasses.metadata.provenance.data,
         "recipe": None,
     }
 
 
-def _with_settings(glasses: Glasses, manifest: dict[str, Any]) -> Glasses:
-    """The glasses with the settings that made them: a module export keeps only the scales in its
-    safetensors, and its manifest the settings (mode, threshold, top-k, data, ...)."""
-    if not glasses.metadata and isinstance(manifest.get("glasses"), dict):
-        glasses.metadata = {str(key): str(value) for key, value in manifest["glasses"].items()}
+def _with_settings(glasses: Glasses, manifest: ExportManifest | None) -> Glasses:
+    """The glasses with the settings that made them, where the export's glasses file lacks them
+    (the manifest records them too)."""
+    if glasses.metadata.settings is None and manifest is not None:
+        glasses.metadata = manifest.glasses
     return glasses
 
 

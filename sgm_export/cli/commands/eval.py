@@ -8,7 +8,7 @@ memory). With `--preprompt TEXT` the safety pre-prompt is evaluated alone and wi
 import argparse
 from pathlib import Path
 
-from sgm_export.cli_options import add_option_flags, options_from_args
+from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.options import EvalOptions
 
 
@@ -28,17 +28,17 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sgm_export.arch import decoder_widths
+    from sgm_export.cli.report import print_eval_summary
     from sgm_export.errors import SgmError
     from sgm_export.evaluate.report import build_report, write_report
     from sgm_export.evaluate.runner import evaluate_variants
     from sgm_export.evaluate.setup import comparison_variants, header, load_inputs, require_same_tokenizer
+    from sgm_export.export.folder import export_glasses
     from sgm_export.glasses import load_glasses
     from sgm_export.models.load import load_model
     from sgm_export.models.preflight import check_model
     from sgm_export.outputs import check_target_free
-    from sgm_export.report_cli import print_eval_summary
     from sgm_export.score.files import load_scores
-    from sgm_export.verify import export_glasses
 
     options = options_from_args(EvalOptions, args)
     check_target_free(args.out, args.force)

@@ -4,7 +4,7 @@ labelled by a judge, as domain-matched scoring data (see `sgm_export/collect.py`
 import argparse
 from pathlib import Path
 
-from sgm_export.cli_options import add_option_flags, options_from_args
+from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.options import CollectOptions
 
 

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from sgm_export.cli_options import add_option_flags, options_from_args
+from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.options import GlassesOptions
 
 

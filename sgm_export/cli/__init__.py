@@ -2,7 +2,7 @@
 
 Problems with the input end with one line on stderr (what is wrong; how to fix it) and exit
 code 2, without a traceback unless `--debug` is given (which adds it, and keeps the code 2). Results go to stdout, progress to stderr.
-Each subcommand lives in its own module under `sgm_export/commands/`.
+Each subcommand lives in its own module under `sgm_export/cli/commands/`.
 """
 
 import argparse
@@ -15,8 +15,8 @@ import traceback
 import warnings
 
 from sgm_export import __version__
-from sgm_export.commands import card, collect, export, glasses, inspect, onnx, push, run, score, sweep, verify
-from sgm_export.commands import eval as eval_command
+from sgm_export.cli.commands import card, collect, export, glasses, inspect, onnx, push, run, score, sweep, verify
+from sgm_export.cli.commands import eval as eval_command
 from sgm_export.errors import SgmError, first_line
 
 PROG = "sgm-export"

@@ -5,25 +5,22 @@ against transformers' `generate` on the base model with hook-applied glasses.
 Two rows run as one left-padded batch: a question about the probe image (a colour gradient drawn
 in memory) and a text prompt about the same image. The reference runs in float64; the allowed
 difference is the tolerance or `ROUNDING_FACTOR` times PyTorch's own error in the graph's dtype
-on the same inputs, as for text exports (see check.py).
+on the same inputs, as for text exports (see onnx.py).
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from sgm_export.apply import glasses_applied
 from sgm_export.data.images import probe_image
-from sgm_export.export.onnx.check import ROUNDING_FACTOR, VERIFY_NEW_TOKENS, scale_problems
 from sgm_export.export.onnx.trace import DTYPES
 from sgm_export.glasses import Glasses
 from sgm_export.models.load import LoadedModel
 from sgm_export.runtime.vision_lm import OnnxVisionLM
-
-if TYPE_CHECKING:
-    from sgm_export.verify import VerifyResult
+from sgm_export.verify.onnx import ROUNDING_FACTOR, VERIFY_NEW_TOKENS, scale_problems
+from sgm_export.verify.result import VERIFY_IMAGE_PROMPT, VERIFY_PROMPTS, VerifyResult
 
 
 def processor_inputs(base: LoadedModel, prompts: list[str], images: list) -> dict[str, torch.Tensor]:
@@ -65,10 +62,8 @@ def processor_pixels(inputs: dict[str, torch.Tensor], config) -> np.ndarray:
     return torch.cat([tiles[:count] for tiles, count in zip(pixels, counts)]).numpy()
 
 
-def verify_vision_export(export_dir: Path, base: LoadedModel, glasses: Glasses, tolerance: float, device: str) -> "VerifyResult":
+def verify_vision_export(export_dir: Path, base: LoadedModel, glasses: Glasses, tolerance: float, device: str) -> VerifyResult:
     """`sgm-export verify` for a vision-language ONNX folder (the files were checked before)."""
-    from sgm_export.verify import VERIFY_IMAGE_PROMPT, VERIFY_PROMPTS, VerifyResult
-
     runtime = OnnxVisionLM(export_dir, device=device)
     prompts = [VERIFY_IMAGE_PROMPT, VERIFY_PROMPTS[1]]
     images = [probe_image(), probe_image()]

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from sgm_export.cli_options import add_option_flags, options_from_args
+from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.options import OnnxOptions
 
 
@@ -19,7 +19,8 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sgm_export.export.onnx import export_onnx
-    from sgm_export.glasses import GLASSES_FILE, describe, load_glasses
+    from sgm_export.glasses import describe, load_glasses
+    from sgm_export.layout import GLASSES_FILE
     from sgm_export.runtime.layout import read_description
 
     options = options_from_args(OnnxOptions, args)

@@ -21,8 +21,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sgm_export.recipe import load_recipe
 
-    overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
-    recipe = load_recipe(args.recipe, overrides)  # a bad recipe is reported before torch is imported
+    recipe = load_recipe(args.recipe, args.overrides, out=args.out)  # a bad recipe is reported before torch is imported
 
     from sgm_export.score.distributed import launched_share
 
@@ -32,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
             "score with `torchrun ... -m sgm_export score`, then run glasses and export once (see docs/scale.md)",
         )
 
+    from sgm_export.cli.report import print_run_summary
     from sgm_export.pipeline import pushed_folder, run_recipe
     from sgm_export.publish.hub import check_repo_id, hub_account, push_folder
-    from sgm_export.report_cli import print_run_summary
 
     to_push = pushed_folder(recipe)
     if to_push is not None:  # a missing token or a bad repository id must not wait for the end of the run

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from sgm_export.cli_options import add_option_flags, options_from_args
+from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.options import EvalOptions
 
 
@@ -29,13 +29,13 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sgm_export.arch import decoder_widths
+    from sgm_export.cli.report import print_sweep_summary
     from sgm_export.evaluate.runner import evaluate_variants
     from sgm_export.evaluate.setup import header, load_inputs
     from sgm_export.evaluate.sweep import DEFAULT_SETTINGS, parse_setting, sweep_rows, sweep_variants, write_sweep
     from sgm_export.models.load import load_model
     from sgm_export.models.preflight import check_model
     from sgm_export.outputs import check_target_free
-    from sgm_export.report_cli import print_sweep_summary
     from sgm_export.score.files import load_scores
 
     options = options_from_args(EvalOptions, args)

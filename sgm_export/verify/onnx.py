@@ -16,7 +16,6 @@ PyTorch itself is in that dtype.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx_ir as ir
@@ -25,13 +24,13 @@ import torch
 from sgm_export.apply import glasses_applied
 from sgm_export.export.onnx.graph import find_glasses
 from sgm_export.export.onnx.trace import DTYPES
-from sgm_export.glasses import GLASSES_FILE, Glasses, load_glasses
+from sgm_export.glasses import Glasses, load_glasses
+from sgm_export.layout import GLASSES_FILE
 from sgm_export.models.load import LoadedModel, load_model
+from sgm_export.models.preflight import CheckedModel
 from sgm_export.runtime import OnnxCausalLM
 from sgm_export.runtime.tokenizer import left_padded
-
-if TYPE_CHECKING:
-    from sgm_export.verify import VerifyResult
+from sgm_export.verify.result import VERIFY_PROMPTS, VerifyResult
 
 VERIFY_NEW_TOKENS = 8
 ROUNDING_FACTOR = 4.0
@@ -127,15 +126,13 @@ def rounding_error(base: LoadedModel, glasses: Glasses, prompts: list[list[int]]
     return float(np.abs(rounded - exact)[real].max())
 
 
-def verify_onnx_export(export_dir: Path, base_model: str, tolerance: float, device: str = "cpu") -> "VerifyResult":
+def verify_onnx_export(export_dir: Path, base_model: str | CheckedModel, tolerance: float, device: str = "cpu") -> VerifyResult:
     """`sgm-export verify` for an ONNX folder: logits, scale initializers and file hashes."""
-    from sgm_export.verify import VERIFY_PROMPTS, VerifyResult
-
     export_dir = Path(export_dir)
     glasses = load_glasses(export_dir / GLASSES_FILE)
     base = load_model(base_model, device="cpu", dtype="float64")
     if base.processor is not None:
-        from sgm_export.export.onnx.check_vision import verify_vision_export
+        from sgm_export.verify.onnx_vision import verify_vision_export
 
         return verify_vision_export(export_dir, base, glasses, tolerance, device)
     runtime = OnnxCausalLM(export_dir, device=device)

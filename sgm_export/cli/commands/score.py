@@ -5,7 +5,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from sgm_export.cli_options import add_option_flags, options_from_args
+from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.errors import SgmError
 from sgm_export.options import ScoreOptions
 
