@@ -71,6 +71,16 @@ def test_card_names_the_hub_base_model(tiny_llama, tiny_glasses, tmp_path, monke
     assert "[acme/tiny-llama](https://huggingface.co/acme/tiny-llama)" in ModelCard.load(out / "README.md").text
 
 
+def test_card_says_what_the_multimodal_demo_is(tiny_llama, tiny_glasses, tmp_path, monkeypatch):
+    import sgm_export.export.source as source
+
+    monkeypatch.setattr(source, "resolve_model", lambda name: ModelSource(tiny_llama, name, None, "gemma"))
+    out = export_checkpoint("demo-llava", tiny_glasses, tmp_path / "folded", format="folded")
+    card = ModelCard.load(out / "README.md")
+    assert "base_model" not in card.data.to_dict()  # assembled here: no Hub model to link as its base
+    assert "random vision tower around [google/gemma-3-270m](https://huggingface.co/google/gemma-3-270m)" in card.text
+
+
 def test_manifest_records_settings_sources_and_every_file(module_export):
     manifest = read_manifest(module_export)
     on_disk = sorted(p.relative_to(module_export).as_posix() for p in module_export.rglob("*") if p.is_file())

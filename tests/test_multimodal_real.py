@@ -4,7 +4,6 @@ from the demo model and cached; its vision tower is tiny and random)."""
 import json
 
 import pytest
-import yaml
 from safetensors import safe_open
 
 from sgm_export.data.multimodal import MultimodalEncoder
@@ -30,23 +29,20 @@ def test_image_rows_carry_576_image_tokens_and_pool_the_answer_only():
     assert sum(encoded.pool_mask) == len(text_ids) and encoded.input_ids[-len(text_ids) :] == text_ids
 
 
-def test_run_recipe_with_images(tmp_path):
-    model_dir = demo_llava_dir()
-    recipe = {
-        "model": str(model_dir),
-        "data": ["builtin:rtp-toxic-images", "builtin:neutral-images"],
-        "out": str(tmp_path / "out"),
-        "score": {"batch_size": 4, "max_length": 48, "limit": 12},
-        "export": {"formats": ["module", "folded"], "verify": True, "link": True},
-    }
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    result = sgm("run", tmp_path / "recipe.yaml", timeout=1800)
-    assert result.code == 0, result.stderr
+def test_shipped_multimodal_recipe_runs_offline_end_to_end(tmp_path):
+    """recipes/demo-llava.yaml as shipped, on a dozen rows: image+text scoring, all three exports
+    verified (ONNX included), and an evaluation with the visual triggers split by modality."""
     out = tmp_path / "out"
+    small = ["score.limit=12", "eval.limit=2", "eval.samples=1", "eval.max_new_tokens=4", "eval.neutral_limit=2", "eval.neutral_extra=[]"]
+    result = sgm(
+        "run", "recipes/demo-llava.yaml", "--out", out, "--set", "export.link=true", *[a for o in small for a in ("--set", o)], timeout=3600
+    )
+    assert result.code == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_examples"] == {"toxic": 12, "neutral": 12}
-    assert len(summary["experts_per_layer"]) == 18 and summary["experts_total"] > 0
-    assert all(entry["passed"] and entry["max_abs_diff"] < 1e-4 for entry in summary["verification"].values())
+    assert len(summary["experts_per_layer"]) == 18 and summary["experts_total"] == 500
+    assert set(summary["verification"]) == {"module", "folded", "onnx"}
+    assert all(entry["passed"] for entry in summary["verification"].values())
     with safe_open(out / "scores" / "scores.safetensors", "pt") as scores:
         assert scores.metadata()["n_images"] == "24" and scores.metadata()["family"] == "llava"
         assert scores.get_tensor("layers.0.auroc").shape == (2048,)
@@ -55,3 +51,13 @@ def test_run_recipe_with_images(tmp_path):
             assert (out / folder / name).is_file(), (folder, name)
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["auto_map"]["AutoModelForImageTextToText"] == "modeling_sgm.SgmForImageTextToText"
+    assert {path.name for path in (out / "model-onnx" / "onnx").glob("*.onnx")} >= {
+        "vision_encoder.onnx",
+        "embed_tokens.onnx",
+        "decoder_model_merged.onnx",
+    }
+    glasses = json.loads((out / "eval" / "report.json").read_text())["results"]["glasses"]
+    assert glasses["standard"]["by_modality"].keys() == {"text"}
+    for trigger in ("typographic", "beside_photo"):
+        assert glasses[trigger]["overall"]["n_prompts"] == 2 and glasses[trigger]["by_modality"].keys() == {"image+text"}
+    assert glasses["fluency_by_modality"].keys() == {"image+text"}

@@ -25,6 +25,7 @@ from sgm_export.artifacts import ExportManifest
 from sgm_export.hashing import sha256_file
 from sgm_export.layout import CARD_FILE, ONNX_DIR
 from sgm_export.models.demo import DEMO_NAME
+from sgm_export.models.demo_llava import DEMO_LLAVA_NAME
 from sgm_export.options import MODES
 from sgm_export.outputs import atomic_file
 from sgm_export.publish.evaluation import evaluation_markdown
@@ -401,6 +402,11 @@ def _base_link(manifest: ExportManifest) -> str:
     if hub_id:
         link = f"[{hub_id}](https://huggingface.co/{hub_id})"
         return link + (" (as de-quantized from the Q4_K_M GGUF that sgm-export embeds)" if demo else "")
+    if manifest.base_model_name == DEMO_LLAVA_NAME:
+        return (
+            "`demo-llava` (sgm-export's multimodal demo: a LLaVA-1.5-shaped model with a random vision tower"
+            " around [google/gemma-3-270m](https://huggingface.co/google/gemma-3-270m), a plumbing demonstration)"
+        )
     return f"`{_base_short_name(manifest)}`"
 
 
