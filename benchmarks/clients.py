@@ -15,9 +15,11 @@ read from the file and reported.
 Agreement: per prompt, how many of the reference's new tokens a client repeats before its first
 different token. Decode speed: the new tokens after the first over the time of an N-token
 generation minus that of a 1-token one (which is the prefill), summed over the prompts, after one
-warm-up generation. Clients run one after the other with the same thread count where the client
-takes one (ONNX Runtime GenAI and transformers.js use their defaults); the load average before and
-after is printed, since other processes slow every row. A client that cannot run is reported with
+warm-up generation. Clients run one after the other, each with `--threads` threads (torch,
+ONNX Runtime's intra-op pool in the runtime, GenAI and transformers.js, llama.cpp); the load
+average before and after is printed, since other processes slow every row, and multi-threaded
+runs most where the cores are oversubscribed (llama.cpp's threads wait for each other at every
+layer). A client that cannot run is reported with
 its error and the others still run; one that is not installed (or not given) is skipped.
 """
 
@@ -28,6 +30,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,10 +150,12 @@ def runtime_row(onnx: Path, prompt_ids: list[list[int]], new_tokens: int, thread
     )
 
 
-def genai_row(onnx: Path, prompt_ids: list[list[int]], new_tokens: int) -> Row:
+def genai_row(onnx: Path, prompt_ids: list[list[int]], new_tokens: int, threads: int) -> Row:
     import onnxruntime_genai as og
 
-    model = og.Model(str(onnx))
+    config = og.Config(str(onnx))
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+    model = og.Model(config)
 
     def generate(ids: list[int], n: int) -> list[int]:
         params = og.GeneratorParams(model)
@@ -166,11 +171,14 @@ def genai_row(onnx: Path, prompt_ids: list[list[int]], new_tokens: int) -> Row:
     return Row(f"ONNX Runtime GenAI {og.__version__}", "onnx", timed_runs(prompt_ids, generate, new_tokens))
 
 
-def transformers_js_row(onnx: Path, node_dir: Path, prompts: list[str], prompt_ids: list[list[int]], new_tokens: int) -> Row:
+def transformers_js_row(onnx: Path, node_dir: Path, prompts: list[str], prompt_ids: list[list[int]], new_tokens: int, threads: int) -> Row:
     package = json.loads((node_dir / "node_modules" / "@huggingface" / "transformers" / "package.json").read_text())
     row = Row(f"transformers.js {package['version']} (Node {node_version()})", "onnx")
     result = subprocess.run(
-        ["node", str(JS_SCRIPT), str(node_dir), str(onnx), str(new_tokens), *prompts], capture_output=True, text=True, timeout=900
+        ["node", str(JS_SCRIPT), str(node_dir), str(onnx), str(new_tokens), str(threads), *prompts],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if result.returncode != 0:
         raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"node exited {result.returncode}")
@@ -280,7 +288,7 @@ def main() -> None:
             "ONNX Runtime GenAI",
             "onnx",
             args.onnx is not None and installed("onnxruntime_genai"),
-            lambda: genai_row(args.onnx, prompt_ids, args.new_tokens),
+            lambda: genai_row(args.onnx, prompt_ids, args.new_tokens, args.threads),
         ),
         (
             "transformers.js",
@@ -288,7 +296,7 @@ def main() -> None:
             args.onnx is not None
             and shutil.which("node") is not None
             and (args.node_dir / "node_modules" / "@huggingface" / "transformers").is_dir(),
-            lambda: transformers_js_row(args.onnx, args.node_dir, PROMPTS, prompt_ids, args.new_tokens),
+            lambda: transformers_js_row(args.onnx, args.node_dir, PROMPTS, prompt_ids, args.new_tokens, args.threads),
         ),
         (
             "llama.cpp",
@@ -299,13 +307,13 @@ def main() -> None:
     ]
     for name, export, available, measure in clients:
         if not available:
-            print(f"skipped {name}: not installed or its export not given", flush=True)
+            print(f"skipped {name}: not installed or its export not given", file=sys.stderr)
             continue
         try:
             rows.append(measure())
         except Exception as error:  # a client that fails is a finding, not the end of the run
             rows.append(Row(name, export, error=f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
-        print(f"measured {rows[-1].client}", flush=True)
+        print(f"measured {rows[-1].client}", file=sys.stderr)
     report = {
         "machine": machine(),
         "threads": args.threads,
