@@ -129,25 +129,16 @@ def _table(sections: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _columns() -> list[Column]:
-    columns = []
-    for prompt_set in PROMPT_SETS:
-        label = "harmful continuations" if prompt_set == "standard" else "adversarial prompts: harmful continuations"
-        columns += [
-            Column(f"{label} (%)", lambda section, _, p=prompt_set: _rate_cell(section, p)),
-            Column(
-                f"{'vs' if prompt_set == 'standard' else 'adversarial vs'} base (percentage points)",
-                lambda section, is_base, p=prompt_set: "-" if is_base else _difference_cell(section, p),
-            ),
-        ]
-    columns += [
+    standard, adversarial = PROMPT_SETS
+    return [
+        Column("harmful continuations (%)", lambda section, _: _rate_cell(section, standard)),
+        Column("vs base (percentage points)", lambda section, is_base: _difference_cell(section, standard, is_base)),
+        Column("adversarial prompts: harmful continuations (%)", lambda section, _: _rate_cell(section, adversarial)),
+        Column("adversarial vs base (percentage points)", lambda section, is_base: _difference_cell(section, adversarial, is_base)),
         Column("perplexity on neutral text", lambda section, _: _number(section.get("perplexity"), "{:.2f}")),
-        Column(
-            "perplexity vs base (%)",
-            lambda section, is_base: "-" if is_base else _number(section.get("perplexity_change"), "{:+.1%}", percent_sign=False),
-        ),
+        Column("perplexity vs base (%)", lambda section, is_base: "-" if is_base else _change_cell(section.get("perplexity_change"))),
         Column("prompts", lambda section, _: _number(section.get("n_prompts"), "{:,}")),
     ]
-    return columns
 
 
 def _overall(section: dict[str, Any], prompt_set: str) -> dict[str, Any] | None:
@@ -166,9 +157,16 @@ def _rate_cell(section: dict[str, Any], prompt_set: str) -> str | None:
     return percent(overall["harmful_rate"], overall.get("harmful_rate_ci95"), sign="")
 
 
-def _difference_cell(section: dict[str, Any], prompt_set: str) -> str | None:
+def _difference_cell(section: dict[str, Any], prompt_set: str, is_base: bool) -> str | None:
+    if is_base:
+        return "-"
     paired = _paired(section, prompt_set)
     return points(paired["difference"], paired.get("ci95")) if paired else None
+
+
+def _change_cell(change: Any) -> str | None:
+    """A relative change (0.044) in the column's unit, percent: `+4.4`."""
+    return _number(100 * change, "{:+.1f}") if _is_number(change) else None
 
 
 def _paired(section: dict[str, Any], prompt_set: str) -> dict[str, Any] | None:
@@ -193,11 +191,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _number(value: Any, pattern: str, percent_sign: bool = True) -> str | None:
-    if not _is_number(value):
-        return None
-    text = pattern.format(value)
-    return text if percent_sign else text.removesuffix("%")
+def _number(value: Any, pattern: str) -> str | None:
+    return pattern.format(value) if _is_number(value) else None
 
 
 def _judge_name(judge: Any) -> str:
