@@ -36,7 +36,7 @@ def categories_figure(sections: dict[str, dict], prompt_set: str):
     labels = [f"{c.replace('_', ' ')} ({count:,} prompt{'' if count == 1 else 's'})" for c, count in zip(categories, counts, strict=True)]
     axes.set_xticks(range(len(categories)), labels, rotation=30, ha="right")
     axes.yaxis.set_major_formatter(ticker.PercentFormatter(1.0, decimals=0))
-    axes.set_ylabel("harmful continuations (± one standard error)")
+    axes.set_ylabel("harmful continuations\n(± one standard error)")
     axes.set_title(f"Harmful rate per category ({prompt_set} prompts)")
     axes.legend(fontsize="small")
     return figure
