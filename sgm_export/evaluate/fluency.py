@@ -128,7 +128,8 @@ def _text_fluency(models: list[ScoringModel], texts: list[Example], max_length: 
     """`neutral_fluency` on rows without images."""
     base = models[0]
     totals = {model.name: Fluency() for model in models}
-    with torch.inference_mode(), progress_bar("Perplexity", total=len(texts) * len(models), unit="texts") as advance:
+    progress = progress_bar("Perplexity", total=len(texts) * len(models), unit="texts", enabled=bool(texts))
+    with torch.inference_mode(), progress as advance:
         for start in range(0, len(texts), FLUENCY_BATCH):
             chunk = texts[start : start + FLUENCY_BATCH]
             base_logprobs, targets = _text_logprobs(base, chunk, max_length)

@@ -18,6 +18,7 @@ from sgm_export.data.examples import Example
 from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.evaluate.generate import PREPROMPT_SEPARATOR, pad_id
 from sgm_export.models.load import LoadedModel
+from sgm_export.progress import progress_bar
 from sgm_export.score.runner import model_inputs
 
 if TYPE_CHECKING:
@@ -48,23 +49,28 @@ def with_preprompt(row: Example, preprompt: str) -> Example:
 
 def image_fluency(models: list["ScoringModel"], rows: list[Example], max_length: int, totals: dict[str, "Fluency"]) -> None:
     """Add each model's negative log-likelihood and KL from the first (the base) on the rows to `totals`."""
+    with progress_bar("Perplexity with images", total=len(rows) * len(models), unit="rows") as advance:
+        for start in range(0, len(rows), IMAGE_FLUENCY_BATCH):
+            chunk = rows[start : start + IMAGE_FLUENCY_BATCH]
+            _add_chunk(models, chunk, max_length, totals)
+            advance(len(chunk) * len(models))
+
+
+def _add_chunk(models: list["ScoringModel"], chunk: list[Example], max_length: int, totals: dict[str, "Fluency"]) -> None:
+    """`image_fluency` on one batch of rows."""
     base = models[0]
-    for start in range(0, len(rows), IMAGE_FLUENCY_BATCH):
-        chunk = rows[start : start + IMAGE_FLUENCY_BATCH]
-        base_logprobs, targets = answer_logprobs(base.loaded, base.active, [with_preprompt(r, base.preprompt) for r in chunk], max_length)
-        for model in models:
-            if model is base:
-                logprobs = base_logprobs
-            else:
-                logprobs, same = answer_logprobs(
-                    model.loaded, model.active, [with_preprompt(r, model.preprompt) for r in chunk], max_length
-                )
-                if not torch.equal(same, targets):
-                    raise RuntimeError(f"{model.name} scored other tokens than the base model")
-            total = totals[model.name]
-            total.nll_sum += float(-logprobs.gather(1, targets.unsqueeze(1)).sum())
-            total.kl_sum += float((base_logprobs.exp() * (base_logprobs - logprobs)).sum())
-            total.n_tokens += int(targets.numel())
+    base_logprobs, targets = answer_logprobs(base.loaded, base.active, [with_preprompt(r, base.preprompt) for r in chunk], max_length)
+    for model in models:
+        if model is base:
+            logprobs = base_logprobs
+        else:
+            logprobs, same = answer_logprobs(model.loaded, model.active, [with_preprompt(r, model.preprompt) for r in chunk], max_length)
+            if not torch.equal(same, targets):
+                raise RuntimeError(f"{model.name} scored other tokens than the base model")
+        total = totals[model.name]
+        total.nll_sum += float(-logprobs.gather(1, targets.unsqueeze(1)).sum())
+        total.kl_sum += float((base_logprobs.exp() * (base_logprobs - logprobs)).sum())
+        total.n_tokens += int(targets.numel())
 
 
 def answers_nll(base: LoadedModel, rows: list[Example], max_length: int, total: "Fluency") -> None:
