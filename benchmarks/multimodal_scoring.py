@@ -1,6 +1,6 @@
 """Scoring speed with and without images, and the share of each row's tokens that is pooled.
 
-Runs on the LLaVA whose language model is the real Gemma-3-270M (tests/llava_gemma.py: LLaVA-1.5
+Runs on the LLaVA whose language model is the real Gemma-3-270M (`demo-llava`, sgm_export/models/demo_llava.py: LLaVA-1.5
 geometry, 576 image tokens per image, tiny random vision tower). The same rows are scored twice in
 one run, once as image+text (builtin:rtp-toxic-images, builtin:neutral-images) and once with the
 images dropped (prompt and text unchanged), so the ratio of the two rates is the cost of the
@@ -27,11 +27,11 @@ os.environ.setdefault("SGM_EXPORT_NO_PROGRESS", "1")
 import torch  # noqa: E402
 
 from sgm_export.data.sources import read_sources  # noqa: E402
+from sgm_export.models.demo_llava import IMAGE_TOKEN, demo_llava_dir  # noqa: E402
 from sgm_export.models.load import load_model  # noqa: E402
 from sgm_export.options import ScoreOptions  # noqa: E402
 from sgm_export.score.batching import BatchPlan  # noqa: E402
 from sgm_export.score.runner import batch_source, pooled_activations  # noqa: E402
-from tests.llava_gemma import IMAGE_TOKEN, llava_gemma_dir  # noqa: E402
 
 
 def timed_rate(loaded, examples, options) -> float:
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(os.cpu_count() or 1)
-    loaded = load_model(str(llava_gemma_dir()), device="cpu", dtype="float32")
+    loaded = load_model(str(demo_llava_dir()), device="cpu", dtype="float32")
     options = ScoreOptions(batch_size=args.batch_size, max_length=args.max_length)
     with_images = read_sources(["builtin:rtp-toxic-images", "builtin:neutral-images"], args.rows)
     without_images = [dataclasses.replace(example, image=None) for example in with_images]

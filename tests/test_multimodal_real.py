@@ -9,15 +9,15 @@ from safetensors import safe_open
 
 from sgm_export.data.multimodal import MultimodalEncoder
 from sgm_export.data.sources import read_source
+from sgm_export.models.demo_llava import IMAGE_TOKEN, IMAGE_TOKENS, demo_llava_dir
 from sgm_export.models.load import load_model
 from tests.cli_helpers import sgm
-from tests.llava_gemma import IMAGE_TOKEN, IMAGE_TOKENS, llava_gemma_dir
 
 pytestmark = pytest.mark.slow
 
 
 def test_image_rows_carry_576_image_tokens_and_pool_the_answer_only():
-    loaded = load_model(str(llava_gemma_dir()))
+    loaded = load_model(str(demo_llava_dir()))
     assert loaded.model.config.text_config.model_type == "gemma3_text" and len(loaded.model.model.language_model.layers) == 18
     encoder = MultimodalEncoder(loaded.processor, loaded.family, loaded.model, max_length=64)
     example = read_source("builtin:rtp-toxic-images", limit=1)[0]
@@ -31,7 +31,7 @@ def test_image_rows_carry_576_image_tokens_and_pool_the_answer_only():
 
 
 def test_run_recipe_with_images(tmp_path):
-    model_dir = llava_gemma_dir()
+    model_dir = demo_llava_dir()
     recipe = {
         "model": str(model_dir),
         "data": ["builtin:rtp-toxic-images", "builtin:neutral-images"],

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgm_export.errors import ModelNotFoundError
-from sgm_export.models import demo
+from sgm_export.models import demo, demo_llava
 from sgm_export.models.checkpoint import PICKLE_SUFFIXES
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -28,6 +28,8 @@ def resolve_model(name: str, allow_pickle: bool = False, revision: str | None = 
     """Find MODEL locally, or download it from the Hub (safetensors and small files only)."""
     if name == demo.DEMO_NAME:
         return ModelSource(demo.demo_model_dir(), name, demo.DEMO_HUB_ID, demo.DEMO_LICENSE)
+    if name == demo_llava.DEMO_LLAVA_NAME:  # assembled here, so it has no Hub id of its own
+        return ModelSource(demo_llava.demo_llava_dir(), name, None, demo_llava.DEMO_LLAVA_LICENSE)
     path = Path(name).expanduser()
     if path.is_dir():
         return ModelSource(path.resolve(), name, None)
@@ -36,7 +38,7 @@ def resolve_model(name: str, allow_pickle: bool = False, revision: str | None = 
     if not _HUB_ID.match(name):
         raise ModelNotFoundError(
             f"model {name!r} is neither a directory here nor a Hub id (owner/name)",
-            "check the path, or use 'demo' for the embedded Gemma-3-270M",
+            "check the path, or use 'demo' for the embedded Gemma-3-270M ('demo-llava' for its multimodal variant)",
         )
     return ModelSource(_download(name, allow_pickle, revision), name, name)
 
