@@ -35,7 +35,7 @@ class StrictModel(BaseModel):
 class ScoreOptions(StrictModel):
     """How neurons are recorded and pooled."""
 
-    pool: Pool = Field("mean", description="pool each neuron over the text tokens by mean (default) or max (as in AurA)")
+    pool: Pool = Field("mean", description="pool each neuron over the text tokens by mean or max (as in AurA)")
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         16, description="examples per forward pass; auto: the largest that fits (halved on running out of GPU memory)"
     )
@@ -46,7 +46,7 @@ class ScoreOptions(StrictModel):
         None, description="spread a model too large for one GPU over all of them (accelerate's device_map: auto, balanced, sequential)"
     )
     store_budget_mb: float | None = Field(
-        None, ge=0, description="GPU memory for pooled activations before they spill to host memory (default: half the free memory)"
+        None, ge=0, description="GPU memory for pooled activations before they spill to host memory; none: half the free memory"
     )
     limit: int | None = Field(None, ge=1, description="use at most this many examples from each data source")
     vocabulary: bool = Field(
@@ -121,7 +121,7 @@ class CollectOptions(StrictModel):
 class OnnxOptions(StrictModel):
     """How the ONNX graphs are written."""
 
-    dtype: OnnxDType = Field("float32", description="float32 (default) or float16 weights, activations and KV cache")
+    dtype: OnnxDType = Field("float32", description="float32 or float16 weights, activations and KV cache")
 
 
 class ExportOptions(StrictModel):

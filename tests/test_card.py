@@ -15,6 +15,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sgm_export.artifacts import read_export_manifest
 from sgm_export.errors import CheckpointError
+from sgm_export.evaluate.metrics import paired_difference, rates_by_group
+from sgm_export.evaluate.prompts import EvalPrompt
 from sgm_export.export import export_checkpoint
 from sgm_export.models.manifest import manifest_problems, read_manifest
 from sgm_export.models.resolve import ModelSource
@@ -125,31 +127,76 @@ def test_without_a_recipe_the_card_gives_the_commands(module_export):
     assert "--mode aura --threshold 0.6 --strength 1.5" in commands and "--format module" in commands
 
 
-def write_report(folder, sections: dict) -> None:
+def write_report(folder, report: dict) -> None:
     folder.mkdir()
-    report = {**sections, "judge": "alt-profanity-check", "settings": {"max_new_tokens": 24}}
     (folder / "report.json").write_text(json.dumps(report), encoding="utf-8")
     (folder / "report.md").write_text("# report\n", encoding="utf-8")
     Image.new("RGB", (4, 3), (200, 30, 30)).save(folder / "harmful_rate.png")
     Image.new("RGB", (4, 3), (30, 30, 200)).save(folder / "perplexity.png")
 
 
-def test_an_attached_report_renders_every_section_and_its_plots(module_export, tmp_path):
-    sections = {
-        "base": {"harmful_rate": 0.258, "perplexity": 91.0, "n_prompts": 60, "by_category": {"insult": 0.3}},
-        "glasses": {"harmful_rate": 0.05, "perplexity": 95.0, "n_prompts": 60},
-        "glasses_preprompt": {"harmful_rate": 0.0, "perplexity": 97.5, "n_prompts": 60, "refusal_rate": 0.125},
+def judged_report() -> dict:
+    """A report as `eval` computes it (metrics.rates_by_group and paired_difference) from known
+    verdicts on 40 prompts x 2 continuations: the glasses clearly help on the standard prompts,
+    and differ from the base model by one prompt on the adversarial ones (within noise)."""
+    prompts = [EvalPrompt(f"prompt {i}", ("insult",)) for i in range(40)]
+    verdicts = {
+        "base": {"standard": [[i < 16, i < 8] for i in range(40)], "adversarial": [[i < 10, False] for i in range(40)]},
+        "glasses": {"standard": [[i < 3, False] for i in range(40)], "adversarial": [[i < 9, False] for i in range(40)]},
     }
-    write_report(tmp_path / "eval-out", sections)
+    report = {
+        "sections": ["base", "glasses"],
+        "n_prompts": 40,
+        "n_neutral_texts": 200,
+        "judge": {"name": "profanity-check", "threshold": 0.5},
+    }
+    report["settings"] = {"prompts": "builtin:rtp-toxic:heldout", "neutral": "builtin:neutral:heldout", "samples": 2, "max_new_tokens": 32}
+    for name, sets in verdicts.items():
+        section = {prompt_set: rates_by_group(prompts, judged) for prompt_set, judged in sets.items()}
+        for prompt_set, judged in sets.items():
+            section[prompt_set]["vs_base"] = paired_difference(judged, verdicts["base"][prompt_set])
+        overall = section["standard"]["overall"]
+        section |= {"harmful_rate": overall["harmful_rate"], "n_prompts": 40, "perplexity": 91.0 if name == "base" else 95.0}
+        section["perplexity_change"] = section["perplexity"] / 91.0 - 1
+        report[name] = section
+    return report
+
+
+def test_an_attached_report_reads_as_percentages_with_intervals_and_paired_differences(module_export, tmp_path):
+    report = judged_report()
+    write_report(tmp_path / "eval-out", report)
     refresh_card(module_export, report_dir=tmp_path / "eval-out")
 
     text = (module_export / "README.md").read_text()
-    table = [line for line in text.split("## Evaluation")[1].splitlines() if line.startswith("| ")]
-    assert table[0] == "| model | harmful rate | perplexity | prompts | refusal rate | harmful vs base | perplexity vs base |"
-    assert table[1] == "| base | 25.8% | 91.00 | 60 |  |  |  |"
-    assert table[2] == f"| glasses | 5.0% | 95.00 | 60 |  | {0.258 / 0.05:.1f}x less | {100 * (95 / 91 - 1):+.1f}% |"
-    assert table[3] == f"| glasses_preprompt | 0.0% | 97.50 | 60 | 0.125 | none left | {100 * (97.5 / 91 - 1):+.1f}% |"
-    assert "judged by `alt-profanity-check`" in text
+    evaluation = text.split("## Evaluation")[1].split("\n## ")[0]
+    table = [line for line in evaluation.splitlines() if line.startswith("| ")]
+    assert table[0] == (
+        "| model | harmful continuations (%) | vs base (percentage points) | adversarial prompts: harmful continuations (%) "
+        "| adversarial vs base (percentage points) | perplexity on neutral text | perplexity vs base (%) | prompts |"
+    )
+
+    def rate(name, prompt_set):
+        overall = report[name][prompt_set]["overall"]
+        low, high = overall["harmful_rate_ci95"]
+        return f"{100 * overall['harmful_rate']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+    def paired(prompt_set):
+        difference = report["glasses"][prompt_set]["vs_base"]
+        low, high = difference["ci95"]
+        return f"{100 * difference['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+    assert table[1] == f"| base | {rate('base', 'standard')} | - | {rate('base', 'adversarial')} | - | 91.00 | - | 40 |"
+    assert table[2] == (
+        f"| glasses | {rate('glasses', 'standard')} | {paired('standard')} | {rate('glasses', 'adversarial')} | "
+        f"{paired('adversarial')} | 95.00 | {100 * (95 / 91 - 1):+.1f} | 40 |"
+    )
+    standard, adversarial = report["glasses"]["standard"]["vs_base"], report["glasses"]["adversarial"]["vs_base"]
+    assert standard["ci95"][1] < 0 < adversarial["ci95"][1] and adversarial["ci95"][0] < 0  # one clear, one within noise
+    assert f"writes {-100 * standard['difference']:.1f} percentage points fewer harmful continuations" in evaluation
+    assert "On the adversarial prompts, `glasses` is within noise of the base model" in evaluation
+    assert "within noise" not in evaluation.split("On the adversarial")[0]
+    assert "40 held-out toxic prompts from `builtin:rtp-toxic:heldout`, each continued 2 times" in evaluation
+    assert "judged by `profanity-check` (harmful at a score of 0.5 or more)" in evaluation
     for plot in ("harmful_rate.png", "perplexity.png"):
         assert f"(eval/{plot})" in text
         assert (module_export / "eval" / plot).read_bytes() == (tmp_path / "eval-out" / plot).read_bytes()
@@ -162,7 +209,8 @@ def test_an_attached_report_renders_every_section_and_its_plots(module_export, t
     (tmp_path / "eval-again" / "perplexity.png").unlink()
     refresh_card(module_export, report_dir=tmp_path / "eval-again")  # a new report replaces the old one wholesale
     assert not (module_export / "eval" / "perplexity.png").exists() and publish_problems(module_export) == []
-    assert "| glasses | 10.0% | 3.0x less |" in (module_export / "README.md").read_text()
+    again = (module_export / "README.md").read_text()
+    assert "| model | harmful continuations (%) |\n|---|---|\n| base | 30.0 |\n| glasses | 10.0 |" in again  # headline figures only
 
 
 def test_the_onnx_section_appears_with_an_onnx_folder(module_export):

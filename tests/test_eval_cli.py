@@ -70,6 +70,14 @@ def test_eval_with_hooked_glasses_and_preprompt_writes_a_complete_report(scored,
     assert report["glasses"]["harmful_rate"] == pytest.approx(sum(harmful) / len(harmful))
     markdown = (out / "report.md").read_text()
     assert "| glasses+preprompt |" in markdown and "profanity-check" in markdown
+    for name in report["sections"][1:]:  # each row shows its paired difference from the base model, with the interval
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {name} |"))
+        for prompt_set in ("standard", "adversarial"):
+            paired = report[name][prompt_set]["vs_base"]
+            low, high = paired["ci95"]
+            assert f"| {100 * paired['difference']:+.1f} pp [{100 * low:+.1f}, {100 * high:+.1f}] |" in row
+            noise = f"On the {prompt_set} prompts, `{name}` is within noise of the base model"
+            assert (noise in markdown) == (low <= 0 <= high)
     for name in ("harmful_per_category.png", "harmful_per_category_adversarial.png", "auroc.png", "experts_per_layer.png"):
         assert_valid_png(out / name)
 

@@ -9,6 +9,7 @@ import torch
 from sgm_export.apply import glasses_applied
 from sgm_export.data.examples import Example
 from sgm_export.data.judges import Judge
+from sgm_export.evaluate import plots
 from sgm_export.evaluate.fluency import ScoringModel, generations_fluency, neutral_fluency
 from sgm_export.evaluate.generate import SamplingSettings, encode_prompt, sample_continuations
 from sgm_export.evaluate.metrics import paired_difference, pareto_front, rates, rates_by_group, reduction_factor
@@ -51,6 +52,31 @@ def test_paired_difference_reduction_and_pareto_front():
     )
     points = [(0.30, 10.0), (0.10, 12.0), (0.20, 13.0), (0.05, 20.0), (0.10, 12.0)]
     assert pareto_front(points) == [True, True, False, True, True]
+
+
+@pytest.mark.parametrize("n_layers", [2, 3, 18])
+def test_the_layer_plot_numbers_layers_as_whole_numbers(n_layers):
+    figure = plots.experts_per_layer_figure([(3 * layer) % 7 for layer in range(n_layers)])
+    figure.canvas.draw()
+    axes = figure.axes[0]
+    low, high = axes.get_xlim()
+    ticks = [tick for tick in axes.get_xticks() if low <= tick <= high]
+    assert len(ticks) >= 2 and all(float(tick).is_integer() for tick in ticks)
+    assert all(float(tick).is_integer() for tick in axes.get_yticks())
+    plots.plt.close(figure)
+
+
+def test_the_category_plot_counts_prompts_and_reads_in_percent():
+    prompts = [EvalPrompt("a", ("insult", "threat")), EvalPrompt("b", ("insult",)), EvalPrompt("c", ())]
+    verdicts = {"base": [[T, T], [F, T], [T, F]], "glasses": [[F, F], [F, T], [F, F]]}
+    sections = {name: {STANDARD: rates_by_group(prompts, judged)} for name, judged in verdicts.items()}
+    figure = plots.categories_figure(sections, STANDARD)
+    axes = figure.axes[0]
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["overall (3 prompts)", "insult (2 prompts)", "threat (1 prompt)"]
+    assert axes.yaxis.get_major_formatter()(0.25, 0) == "25%"
+    heights = [bar.get_height() for bar in axes.patches]
+    assert heights == pytest.approx([2 / 3, 0.75, 1.0, 1 / 6, 0.25, 0.0])  # base bars, then glasses bars
+    plots.plt.close(figure)
 
 
 def test_categories_are_perspective_scores_above_one_half():

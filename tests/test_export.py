@@ -3,6 +3,7 @@ fail-closed loading, re-saving, sharded checkpoints, and mismatched glasses."""
 
 import hashlib
 import json
+import logging
 import shutil
 
 import pytest
@@ -161,6 +162,29 @@ def test_a_damaged_module_export_never_loads_without_its_glasses(tiny_llama, tmp
     damage(out)
     with pytest.raises((OSError, ValueError), match=error):
         AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True)
+
+
+def test_a_pipeline_takes_a_module_export_silently_and_with_its_glasses(tiny_llama, tmp_path):
+    """transformers' text-generation pipeline logs "The model '...' is not supported" for a model
+    whose class name is not in its list; the glasses must not cause that."""
+    glasses = random_glasses(widths_of(tiny_llama))
+    expected, _ = reference_logits(tiny_llama, glasses)
+    out = export_checkpoint(str(tiny_llama), glasses, tmp_path / "module")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    library_logger = logging.getLogger("transformers")
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_warning()
+    library_logger.addHandler(handler)
+    try:
+        generator = transformers.pipeline("text-generation", model=str(out), trust_remote_code=True)
+    finally:
+        library_logger.removeHandler(handler)
+        transformers.logging.set_verbosity(verbosity)
+    assert [record.getMessage() for record in records if "not supported" in record.getMessage()] == []
+    assert isinstance(generator.model, transformers.LlamaForCausalLM)
+    assert (logits_of(generator.model, generator.tokenizer) - expected).abs().max() < 1e-4
 
 
 def test_module_export_keeps_base_weights_byte_for_byte(tiny_llama, tmp_path):

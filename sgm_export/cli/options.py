@@ -22,8 +22,7 @@ def add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel], sk
             continue
         flag = "--" + name.replace("_", "-")
         annotation = without_none(field.annotation)
-        default = field.default if field.default is not None else "none"
-        help_text = f"{field.description} (default: {default})"
+        help_text = f"{field.description} (default: {default_words(field.default)})"
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
         if annotation is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
@@ -38,6 +37,18 @@ def add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel], sk
             parser.add_argument(flag, action="extend", nargs="+", choices=choices, **kwargs)
         else:
             parser.add_argument(flag, type=annotation, metavar=name.split("_")[-1].upper(), **kwargs)
+
+
+def default_words(default: Any) -> str:
+    """A default as --help states it: `none` for None or an empty list, `on`/`off` for a switch,
+    list items comma-separated (never Python's repr)."""
+    if default is None or default == []:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, list):
+        return ", ".join(map(str, default))
+    return str(default)
 
 
 def options_from_args(model: type[BaseModel], args: argparse.Namespace) -> Any:

@@ -16,7 +16,13 @@ DPI = 110
 
 def plot_categories(sections: dict[str, dict], prompt_set: str, path: Path) -> Path:
     """Harmful rate per category (and overall), one bar per variant."""
+    return _save(categories_figure(sections, prompt_set), path)
+
+
+def categories_figure(sections: dict[str, dict], prompt_set: str):
+    """The figure of `plot_categories`: each category labelled with its number of prompts, rates in percent."""
     names = list(sections)
+    first = sections[names[0]][prompt_set]
     categories = [OVERALL] + sorted({c for section in sections.values() for c in section[prompt_set]["per_category"]})
     figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(categories) * max(1, len(names)) / 2), 4.0))
     width = 0.8 / len(names)
@@ -26,11 +32,14 @@ def plot_categories(sections: dict[str, dict], prompt_set: str, path: Path) -> P
         errors = [_se(part[OVERALL] if c == OVERALL else part["per_category"].get(c)) for c in categories]
         positions = [i + (offset - (len(names) - 1) / 2) * width for i in range(len(categories))]
         axes.bar(positions, values, width, yerr=errors, capsize=2, label=name)
-    axes.set_xticks(range(len(categories)), [c.replace("_", " ") for c in categories], rotation=30, ha="right")
-    axes.set_ylabel("harmful continuations")
+    counts = [(first[OVERALL] if c == OVERALL else first["per_category"].get(c) or {}).get("n_prompts", 0) for c in categories]
+    labels = [f"{c.replace('_', ' ')} ({count:,} prompt{'' if count == 1 else 's'})" for c, count in zip(categories, counts, strict=True)]
+    axes.set_xticks(range(len(categories)), labels, rotation=30, ha="right")
+    axes.yaxis.set_major_formatter(ticker.PercentFormatter(1.0, decimals=0))
+    axes.set_ylabel("harmful continuations\n(± one standard error)")
     axes.set_title(f"Harmful rate per category ({prompt_set} prompts)")
     axes.legend(fontsize="small")
-    return _save(figure, path)
+    return figure
 
 
 def plot_auroc(auroc: list[torch.Tensor], threshold: float, path: Path) -> Path:
@@ -49,12 +58,19 @@ def plot_auroc(auroc: list[torch.Tensor], threshold: float, path: Path) -> Path:
 
 def plot_experts_per_layer(per_layer: list[int], path: Path) -> Path:
     """How many neurons the glasses scale in each decoder layer."""
+    return _save(experts_per_layer_figure(per_layer), path)
+
+
+def experts_per_layer_figure(per_layer: list[int]):
+    """The figure of `plot_experts_per_layer`: whole layer numbers (never 2.5) and whole counts on the axes."""
     figure, axes = plt.subplots(figsize=(6.0, 3.6))
     axes.bar(range(len(per_layer)), per_layer, color="tab:orange")
-    axes.set_xlabel("decoder layer")
+    axes.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    axes.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    axes.set_xlabel("decoder layer (from 0)")
     axes.set_ylabel("experts scaled")
     axes.set_title(f"{sum(per_layer):,} experts across {len(per_layer)} layers")
-    return _save(figure, path)
+    return figure
 
 
 def plot_tradeoff(rows: list[dict], path: Path) -> Path:

@@ -18,6 +18,7 @@ from sgm_export.evaluate import plots
 from sgm_export.evaluate.metrics import OVERALL
 from sgm_export.evaluate.report_images import image_lines
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, VariantResult
+from sgm_export.evaluate.wording import difference_sentence, percent, points
 from sgm_export.glasses import Glasses
 from sgm_export.layout import GENERATIONS_FILE as GENERATIONS
 from sgm_export.layout import REPORT_JSON, REPORT_MD
@@ -77,20 +78,31 @@ def report_markdown(report: dict) -> str:
         f"{sections[names[0]]['n_prompts']} held-out prompts from `{settings['prompts']}`, {settings['samples']} sampled continuations "
         f"of up to {settings['max_new_tokens']} tokens each (top-k {settings['sample_top_k']}, temperature {settings['temperature']:g}, "
         f"seed {settings['seed']}, the same for every row). Perplexity on {report['n_neutral_texts']} texts from `{settings['neutral']}`. "
-        "± is one standard error (over prompts).",
+        "± is one standard error (over prompts); vs base is the difference from the base model in percentage points (pp), "
+        "paired by prompt, with its 95% interval in [ ].",
         "",
-        "| variant | harmful continuations | prompts with one or more | reduction | adversarial harmful | perplexity | KL from base | PPL of generations (base) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| variant | harmful continuations | vs base | prompts with one or more | reduction | adversarial harmful | adversarial vs base "
+        "| perplexity | KL from base | PPL of generations (base) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, section in sections.items():
-        adversarial = section.get(ADVERSARIAL, {}).get(OVERALL, {})
+        adversarial = section.get(ADVERSARIAL, {})
         lines.append(
-            f"| {name} | {_pct(section['harmful_rate'], section['harmful_rate_se'])} | "
+            f"| {name} | {_pct(section['harmful_rate'], section['harmful_rate_se'])} | {_vs_base(name, names, section[STANDARD])} | "
             f"{_pct(section['harmful_prompt_rate'], section['harmful_prompt_rate_se'])} | {_times(section['reduction'])} | "
-            f"{_pct(adversarial.get('harmful_rate'), adversarial.get('harmful_rate_se'))} | "
+            f"{_pct(adversarial.get(OVERALL, {}).get('harmful_rate'), adversarial.get(OVERALL, {}).get('harmful_rate_se'))} | "
+            f"{_vs_base(name, names, adversarial)} | "
             f"{section['perplexity']:.2f} ({section['perplexity_change']:+.1%}) | {section['kl_from_base']:.4f} | "
             f"{section['perplexity_generations_base']:.1f} |"
         )
+    sentences = [
+        sentence
+        for name in names[1:]
+        for prompt_set in (STANDARD, ADVERSARIAL)
+        if (sentence := difference_sentence(name, prompt_set, sections[name].get(prompt_set, {}).get("vs_base", {})))
+    ]
+    if sentences:
+        lines += ["", " ".join(sentences)]
     if len(report["judges"]) > 1:
         lines += ["", *judges_markdown(report)]
     if len(report["neutral_sources"]) > 1:
@@ -131,8 +143,8 @@ def judges_markdown(report: dict) -> list[str]:
         for judge in judges:
             part = report[name]["by_judge"][judge][STANDARD]
             overall, paired = part[OVERALL], part["vs_base"]
-            cells.append(f"{_pct(overall['harmful_rate'])} {_interval(overall.get('harmful_rate_ci95'))}")
-            cells.append("-" if name == report["sections"][0] else f"{paired['difference']:+.1%} {_interval(paired['ci95'], signed=True)}")
+            cells.append(percent(overall["harmful_rate"], overall.get("harmful_rate_ci95")))
+            cells.append("-" if name == report["sections"][0] else points(paired["difference"], paired["ci95"], unit=" pp"))
             cells.append(_times(part["reduction"]))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
@@ -155,15 +167,17 @@ def fluency_markdown(report: dict) -> list[str]:
     return lines
 
 
+def _vs_base(name: str, names: list[str], part: dict) -> str:
+    """The paired difference from the base model (the first variant) in percentage points."""
+    if name == names[0]:
+        return "-"
+    paired = part.get("vs_base") or {}
+    return points(paired.get("difference"), paired.get("ci95"), unit=" pp") if paired.get("difference") is not None else "n/a"
+
+
 def _other_judges(report: dict) -> str:
     others = [f"`{judge['name']}`" for judge in report["judges"][1:]]
     return f"; {', '.join(others)} side by side below" if others else ""
-
-
-def _interval(bounds: list[float] | None, signed: bool = False) -> str:
-    if bounds is None:
-        return ""
-    return f"[{bounds[0]:+.1%}, {bounds[1]:+.1%}]" if signed else f"[{bounds[0]:.1%}, {bounds[1]:.1%}]"
 
 
 def _pct(value: float | None, se: float | None = None) -> str:

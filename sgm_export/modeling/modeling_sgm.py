@@ -23,8 +23,8 @@ Layout of a checkpoint that uses it:
 Loading builds the base architecture from `base_config`, loads its weights as usual (refusing a
 checkpoint with missing weights, which transformers would otherwise fill at random), then turns
 each listed output projection into a subclass of its own class whose input is multiplied by a
-buffer `sgm_scale`. The result is an instance of the base class (generation, pipelines and PEFT
-work as usual); saving it again writes this same layout, so the glasses cannot fall off.
+buffer `sgm_scale`. The result is an instance of a subclass of the base class with the base
+class's own name (generation, pipelines and PEFT work as usual); saving it again writes this same layout, so the glasses cannot fall off.
 """
 
 import hashlib
@@ -182,7 +182,10 @@ def put_on_glasses(model, scales, sgm_settings):
     if missing:
         raise ValueError(f"SGM glasses file lacks scales for {sorted(missing)[:3]}")
     base_class = type(model)
-    model.__class__ = type(base_class.__name__ + "WithSgmGlasses", (GlassesMixin, base_class), {})
+    # The subclass keeps the base class's name: transformers' pipelines check the model's class
+    # name against the architectures they support (text-generation: the names in
+    # MODEL_FOR_CAUSAL_LM_MAPPING_NAMES), and log "is not supported" for any other name.
+    model.__class__ = type(base_class.__name__, (GlassesMixin, base_class), {})
     model.sgm_settings = dict(sgm_settings)
     return model
 

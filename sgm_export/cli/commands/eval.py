@@ -18,7 +18,9 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", metavar="MODEL", help="the model an export was made from (needed for exports)")
     parser.add_argument("--glasses", type=Path, metavar="FILE", help="glasses to apply to MODEL_OR_DIR by hooks")
     parser.add_argument("--scores", type=Path, metavar="DIR", help="scores folder, for the AUROC plot")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for report.json, report.md, generations.jsonl and the plots"
+    )
     add_option_flags(parser, EvalOptions)
     parser.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt pickle checkpoints (they can run code)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own remote code to run")

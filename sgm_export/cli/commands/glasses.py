@@ -9,8 +9,8 @@ from sgm_export.options import GlassesOptions
 
 def register(commands, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser("glasses", parents=[common], help="turn scores into per-neuron scales")
-    parser.add_argument("scores", type=Path, metavar="SCORES_DIR")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE")
+    parser.add_argument("scores", type=Path, metavar="SCORES_DIR", help="the folder `sgm-export score --out` wrote")
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="the glasses file to write (.safetensors)")
     add_option_flags(parser, GlassesOptions)
     parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
     parser.set_defaults(handler=run)

@@ -11,7 +11,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser("onnx", parents=[common], help="write an ONNX folder (ONNX Runtime, transformers.js) with the glasses")
     parser.add_argument("model", metavar="MODEL_OR_DIR", help="a base model (with --glasses), or a module/folded export")
     parser.add_argument("--glasses", type=Path, metavar="FILE", help="glasses for a base model (an export carries its own)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the ONNX export (must not exist; see --force)")
     add_option_flags(parser, OnnxOptions)
     parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
     parser.set_defaults(handler=run)

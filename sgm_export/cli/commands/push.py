@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def register(commands, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser("push", parents=[common], help="publish an export to the Hugging Face Hub in one commit")
-    parser.add_argument("export_dir", type=Path, metavar="DIR")
+    parser.add_argument("export_dir", type=Path, metavar="DIR", help="the export to publish (module, folded or ONNX folder)")
     parser.add_argument("repo_id", metavar="REPO_ID", help="NAME or OWNER/NAME; created when missing")
     add_option_flags(parser, PushOptions, skip=("repo_id", "format"))
     parser.add_argument("--dry-run", action="store_true", help="list the files and what the card says; upload nothing")

@@ -9,7 +9,9 @@ from sgm_export.errors import SgmError
 
 def register(commands, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser("run", parents=[common], help="all stages of a recipe in one go")
-    parser.add_argument("recipe", type=Path, metavar="RECIPE.yaml")
+    parser.add_argument(
+        "recipe", type=Path, metavar="RECIPE.yaml", help="the recipe: model, data, glasses, export formats (docs/recipes.md)"
+    )
     parser.add_argument("--out", type=Path, help="output directory (overrides the recipe's out)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value, e.g. glasses.top_k=500"

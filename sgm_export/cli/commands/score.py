@@ -20,7 +20,9 @@ def register(commands, common: argparse.ArgumentParser) -> None:
         metavar="SRC",
         help="labelled examples: .jsonl, .csv, hf:NAME[:SPLIT], builtin:NAME[:SPLIT]",
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for scores.safetensors and scores.json (must not exist; see --force)"
+    )
     add_option_flags(parser, ScoreOptions)
     parser.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt pickle checkpoints (they can run code)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own remote code to run")

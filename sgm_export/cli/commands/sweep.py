@@ -19,7 +19,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE,...",
         help="glasses settings to evaluate, e.g. mode=det0,top_k=500 (repeat; default: a built-in grid)",
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for sweep.json, sweep.md and the trade-off plot")
     add_option_flags(parser, EvalOptions)
     parser.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt pickle checkpoints (they can run code)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own remote code to run")

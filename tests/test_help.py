@@ -1,0 +1,56 @@
+"""`--help` of every command: each positional and option says what it is, and a default is stated
+once (the option models' "(default: X)" and argparse's %(default)s must never add up)."""
+
+import argparse
+import re
+
+import pytest
+
+from sgm_export.cli import build_parser
+from sgm_export.cli.options import default_words
+from sgm_export.options import EvalOptions, ScoreOptions
+
+DEFAULT = re.compile(r"\bdefault\b", re.IGNORECASE)
+UNSTATED_DEFAULTS = (None, False, [], argparse.SUPPRESS)  # nothing to say: not given, a switch left off, nothing repeated
+
+
+def parsers() -> dict[str, argparse.ArgumentParser]:
+    """The top-level parser and every subcommand's, by name."""
+    top = build_parser()
+    (commands,) = [action for action in top._actions if isinstance(action, argparse._SubParsersAction)]
+    return {"sgm-export": top, **commands.choices}
+
+
+def expanded_help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    """The help text as --help prints it (with %(default)s and the like filled in)."""
+    return parser._get_formatter()._expand_help(action)
+
+
+def described_actions():
+    for name, parser in parsers().items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction) or action.help == argparse.SUPPRESS:
+                continue
+            yield pytest.param(parser, action, id=f"{name} {'/'.join(action.option_strings) or action.dest}")
+
+
+@pytest.mark.parametrize("parser, action", described_actions())
+def test_every_positional_and_option_is_described_and_its_default_stated_once(parser, action):
+    text = expanded_help(parser, action) if action.help else ""
+    assert text.strip(), "no help text"
+    stated = len(DEFAULT.findall(text))
+    assert stated <= 1, f"the default is stated {stated} times: {text!r}"
+    if not any(action.default is unstated or action.default == unstated for unstated in UNSTATED_DEFAULTS):
+        assert stated == 1, f"the default {action.default!r} is not stated: {text!r}"
+
+
+def test_option_defaults_are_the_option_models_in_plain_words():
+    commands = parsers()
+    helps = {
+        (name, option): action.help for name in ("score", "eval") for action in commands[name]._actions for option in action.option_strings
+    }
+    assert helps[("score", "--pool")].endswith(f"(default: {ScoreOptions.model_fields['pool'].default})")
+    assert helps[("eval", "--judge")].endswith("(default: profanity-check)")  # not Python's ['profanity-check']
+    assert helps[("eval", "--neutral-extra")].endswith("(default: none)")
+    assert helps[("eval", "--adversarial")].endswith("(default: on)") and EvalOptions.model_fields["adversarial"].default is True
+    assert [default_words(value) for value in (None, [], False, ["a", "b"], 0.5)] == ["none", "none", "off", "a, b", "0.5"]
