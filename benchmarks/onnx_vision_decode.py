@@ -50,10 +50,13 @@ def main() -> None:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     module = AutoModelForImageTextToText.from_pretrained(args.module, trust_remote_code=True, dtype=torch.float32).eval()
-    processor = AutoProcessor.from_pretrained(args.module)
+    processor = AutoProcessor.from_pretrained(args.module, trust_remote_code=True)
     chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
     text = processor.apply_chat_template(chat, add_generation_prompt=True)
-    inputs = processor(images=Image.open(image_path).convert("RGB"), text=text, return_tensors="pt")
+    bos = processor.tokenizer.bos_token
+    inputs = processor(  # the template writes <bos> itself where the model has one: the processor must not add another
+        images=Image.open(image_path).convert("RGB"), text=text, return_tensors="pt", add_special_tokens=not (bos and text.startswith(bos))
+    )
     prompt_length = inputs["input_ids"].shape[1]
 
     runtime = OnnxVisionLM(args.onnx, device="cpu", threads=args.threads)
