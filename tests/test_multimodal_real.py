@@ -56,7 +56,7 @@ def test_shipped_multimodal_recipe_runs_offline_end_to_end(tmp_path):
         "embed_tokens.onnx",
         "decoder_model_merged.onnx",
     }
-    glasses = json.loads((out / "eval" / "report.json").read_text())["results"]["glasses"]
+    glasses = json.loads((out / "eval" / "report.json").read_text())["glasses"]
     assert glasses["standard"]["by_modality"].keys() == {"text"}
     for trigger in ("typographic", "beside_photo"):
         assert glasses[trigger]["overall"]["n_prompts"] == 2 and glasses[trigger]["by_modality"].keys() == {"image+text"}
