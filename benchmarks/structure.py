@@ -49,7 +49,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sgm_export.__main__",
             "sgm_export.pipeline",
             "sgm_export.recipe",
-            "sgm_export.cli",  # since issue 13 also cli.options, cli.report, cli.commands
+            "sgm_export.cli",  # since issue 13 also cli.options, cli.flags, cli.report, cli.commands
             "sgm_export.cli_options",
             "sgm_export.report_cli",
             "sgm_export.commands",

@@ -54,3 +54,19 @@ def test_option_defaults_are_the_option_models_in_plain_words():
     assert helps[("eval", "--neutral-extra")].endswith("(default: none)")
     assert helps[("eval", "--adversarial")].endswith("(default: on)") and EvalOptions.model_fields["adversarial"].default is True
     assert [default_words(value) for value in (None, [], False, ["a", "b"], 0.5)] == ["none", "none", "off", "a, b", "0.5"]
+
+
+def test_shared_flags_take_their_defaults_and_choices_from_their_owners():
+    from sgm_export.cli.flags import CHECKPOINT_FORMATS
+    from sgm_export.options import ExportOptions
+    from sgm_export.verify.result import DEFAULT_TOLERANCE
+
+    actions = {name: {a.dest: a for a in parser._actions} for name, parser in parsers().items()}
+    assert actions["verify"]["tolerance"].default == DEFAULT_TOLERANCE
+    assert set(actions["export"]["format"].choices) | {"onnx"} == set(ExportOptions.model_fields["formats"].annotation.__args__[0].__args__)
+    assert actions["export"]["format"].choices == CHECKPOINT_FORMATS
+    with_access = [name for name, dests in actions.items() if "allow_pickle" in dests]
+    assert sorted(with_access) == ["collect", "eval", "score", "sweep", "verify"]
+    for name in with_access:  # the same two flags, worded once in cli/flags.py
+        assert actions[name]["allow_pickle"].help.startswith("allow .bin/.pt pickle checkpoints of ")
+        assert actions[name]["trust_remote_code"].help.endswith("own remote code to run")

@@ -4,6 +4,7 @@ labelled by a judge, as domain-matched scoring data (see `sgm_export/collect.py`
 import argparse
 from pathlib import Path
 
+from sgm_export.cli.flags import add_force, add_model_access
 from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.options import CollectOptions
 
@@ -22,9 +23,8 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for continuations.jsonl and collect.json")
     add_option_flags(parser, CollectOptions)
-    parser.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt pickle checkpoints (they can run code)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own remote code to run")
-    parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    add_model_access(parser)
+    add_force(parser)
     parser.set_defaults(handler=run)
 
 

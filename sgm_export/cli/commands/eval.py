@@ -8,6 +8,7 @@ memory). With `--preprompt TEXT` the safety pre-prompt is evaluated alone and wi
 import argparse
 from pathlib import Path
 
+from sgm_export.cli.flags import add_force, add_model_access
 from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.options import EvalOptions
 
@@ -22,9 +23,8 @@ def register(commands, common: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, metavar="DIR", help="folder for report.json, report.md, generations.jsonl and the plots"
     )
     add_option_flags(parser, EvalOptions)
-    parser.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt pickle checkpoints (they can run code)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own remote code to run")
-    parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    add_model_access(parser)
+    add_force(parser)
     parser.set_defaults(handler=run)
 
 

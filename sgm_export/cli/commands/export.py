@@ -3,20 +3,17 @@
 import argparse
 from pathlib import Path
 
+from sgm_export.cli.flags import add_checkpoint_format, add_force
+
 
 def register(commands, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser("export", parents=[common], help="write a checkpoint that carries the glasses")
     parser.add_argument("model", metavar="MODEL", help="the base model the glasses were made for: Hub id, local directory, or 'demo'")
     parser.add_argument("--glasses", type=Path, required=True, metavar="FILE", help="the file `sgm-export glasses --out` wrote")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the checkpoint (must not exist; see --force)")
-    parser.add_argument(
-        "--format",
-        choices=["module", "folded"],
-        default="module",
-        help="module (custom code) or folded (plain weights) (default: %(default)s)",
-    )
+    add_checkpoint_format(parser)
     parser.add_argument("--link", action="store_true", help="hard-link unchanged weight files instead of copying them")
-    parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    add_force(parser)
     parser.set_defaults(handler=run)
 
 

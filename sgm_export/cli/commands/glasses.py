@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from sgm_export.cli.flags import add_force
 from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.options import GlassesOptions
 
@@ -12,7 +13,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     parser.add_argument("scores", type=Path, metavar="SCORES_DIR", help="the folder `sgm-export score --out` wrote")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="the glasses file to write (.safetensors)")
     add_option_flags(parser, GlassesOptions)
-    parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    add_force(parser, "FILE")
     parser.set_defaults(handler=run)
 
 

@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from sgm_export.cli.flags import add_force
 from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.options import OnnxOptions
 
@@ -13,7 +14,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--glasses", type=Path, metavar="FILE", help="glasses for a base model (an export carries its own)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the ONNX export (must not exist; see --force)")
     add_option_flags(parser, OnnxOptions)
-    parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    add_force(parser)
     parser.set_defaults(handler=run)
 
 

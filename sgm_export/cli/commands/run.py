@@ -4,6 +4,7 @@ the recipe has `push.repo_id` (the token is checked first, so a missing one fail
 import argparse
 from pathlib import Path
 
+from sgm_export.cli.flags import add_force
 from sgm_export.errors import SgmError
 
 
@@ -16,7 +17,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value, e.g. glasses.top_k=500"
     )
-    parser.add_argument("--force", action="store_true", help="replace the output directory if it exists")
+    add_force(parser, "the output directory")
     parser.set_defaults(handler=run)
 
 

@@ -5,6 +5,7 @@ import contextlib
 import sys
 from pathlib import Path
 
+from sgm_export.cli.flags import add_force, add_model_access
 from sgm_export.cli.options import add_option_flags, options_from_args
 from sgm_export.errors import SgmError
 from sgm_export.options import ScoreOptions
@@ -24,9 +25,8 @@ def register(commands, common: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, metavar="DIR", help="folder for scores.safetensors and scores.json (must not exist; see --force)"
     )
     add_option_flags(parser, ScoreOptions)
-    parser.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt pickle checkpoints (they can run code)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own remote code to run")
-    parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    add_model_access(parser)
+    add_force(parser)
     parser.add_argument(
         "--resume", action="store_true", help="reuse the activations an interrupted run with the same model, data and settings saved"
     )

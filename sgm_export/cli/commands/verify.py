@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from sgm_export.cli.flags import add_model_access, add_verify_settings
+
 EXIT_VERIFY_FAILED = 1
 
 
@@ -10,10 +12,8 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser("verify", parents=[common], help="check an export's logits against the base model")
     parser.add_argument("export_dir", type=Path, metavar="DIR", help="a module or folded export")
     parser.add_argument("--base", required=True, metavar="MODEL", help="the model the export was made from")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference| (default: %(default)g)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run both models (default: %(default)s)")
-    parser.add_argument("--allow-pickle", action="store_true", help="allow a .bin/.pt pickle base model (pickles can run code)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own remote code to run")
+    add_verify_settings(parser)
+    add_model_access(parser, "the base model")
     parser.set_defaults(handler=run)
 
 
