@@ -39,7 +39,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models/data/runtime", ("sgm_export.models", "sgm_export.data", "sgm_export.runtime")),
     ("score", ("sgm_export.score",)),
     ("glasses", ("sgm_export.glasses", "sgm_export.apply")),
-    ("card", ("sgm_export.publish.card", "sgm_export.publish.evaluation")),
+    (
+        "card",
+        ("sgm_export.publish.card", "sgm_export.publish.evaluation", "sgm_export.publish.wording", "sgm_export.publish.report_images"),
+    ),
     ("export", ("sgm_export.export",)),
     ("verify/evaluate", ("sgm_export.verify", "sgm_export.evaluate", "sgm_export.collect")),
     ("publish", ("sgm_export.publish",)),

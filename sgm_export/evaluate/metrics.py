@@ -13,10 +13,11 @@ samples informative.
 import math
 from collections.abc import Sequence
 
+from sgm_export.artifacts import REPORT_OVERALL
 from sgm_export.evaluate.prompts import EvalPrompt
 
 Z95 = 1.96
-OVERALL = "overall"
+OVERALL = REPORT_OVERALL
 
 
 def rates(verdicts: Sequence[Sequence[bool]]) -> dict:

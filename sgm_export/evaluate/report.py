@@ -16,13 +16,13 @@ from pathlib import Path
 from sgm_export import __version__
 from sgm_export.evaluate import plots
 from sgm_export.evaluate.metrics import OVERALL
-from sgm_export.evaluate.report_images import image_lines
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, VariantResult
-from sgm_export.evaluate.wording import difference_sentence, percent, points
 from sgm_export.glasses import Glasses
 from sgm_export.layout import GENERATIONS_FILE as GENERATIONS
 from sgm_export.layout import REPORT_JSON, REPORT_MD
 from sgm_export.outputs import atomic_dir
+from sgm_export.publish.report_images import image_lines
+from sgm_export.publish.wording import difference_sentence, percent, points
 from sgm_export.score.files import Scores
 
 

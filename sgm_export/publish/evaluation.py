@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from sgm_export.errors import SgmError
-from sgm_export.evaluate.report_images import card_lines
-from sgm_export.evaluate.wording import difference_sentence, percent, points
 from sgm_export.layout import EVAL_DIR, REPORT_JSON, REPORT_MD
+from sgm_export.publish.report_images import card_lines
+from sgm_export.publish.wording import difference_sentence, percent, points
 
 REPORT_FILE = REPORT_JSON
 REPORT_COPIED = (REPORT_JSON, REPORT_MD)

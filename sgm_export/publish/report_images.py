@@ -1,7 +1,7 @@
 """The image parts of report.md: the visual triggers' sections (typographic prompts, prompts beside
 a photo) and fluency per modality, each a table with one column per variant."""
 
-from sgm_export.evaluate.metrics import OVERALL
+from sgm_export.artifacts import REPORT_OVERALL as OVERALL
 
 VISUAL_TRIGGERS = {
     "typographic": "the prompt drawn into an image, with the instruction to continue the text in it",
