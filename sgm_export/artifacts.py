@@ -60,6 +60,7 @@ class ScoringProvenance(Artifact):
     n_neutral: int | None = None
 
 
+IMAGE_AND_TEXT = "image+text"  # report.json: the modality of prompts and rows with an image
 REPORT_OVERALL = "overall"  # report.json: the key of a prompt set's figures over all its prompts
 PROVENANCE_FIELDS = tuple(ScoringProvenance.model_fields)
 

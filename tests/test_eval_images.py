@@ -22,6 +22,7 @@ from sgm_export.evaluate.prompts import EvalPrompt, typographic_prompts
 from sgm_export.glasses import Glasses, save_glasses
 from sgm_export.models.load import load_model
 from sgm_export.publish.evaluation import evaluation_markdown
+from sgm_export.publish.wording import percent, points
 from sgm_export.score.runner import model_inputs
 from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.conftest import write_jsonl
@@ -118,7 +119,14 @@ def test_eval_cli_splits_by_modality_and_reports_visual_triggers(vlm, tmp_path):
     markdown = (out / "report.md").read_text()
     assert "## Visual triggers" in markdown and "| typographic |" in markdown and "## Fluency by modality" in markdown
     card = evaluation_markdown(tmp_path)  # the card of a folder whose eval/ is this report
-    assert "| image+text |" in card and "| text |" in card and "## Visual triggers" in card
+    assert "| standard, image+text |" in card and "| standard, text |" in card and "| image+text |" in card
+    for trigger in ("typographic", "beside_photo"):  # each trigger row: rates with intervals, then the paired difference
+        paired = report["glasses"][trigger]["vs_base"]
+        rates = [
+            percent(report[name][trigger]["overall"]["harmful_rate"], report[name][trigger]["overall"]["harmful_rate_ci95"], sign="")
+            for name in ("base", "glasses")
+        ]
+        assert f"| {trigger.replace('_', ' ')} | {rates[0]} | {rates[1]} | {points(paired['difference'], paired['ci95'])} |" in card
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert {row["set"] for row in rows} == {"standard", "typographic", "beside_photo"}
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from sgm_export.artifacts import IMAGE_AND_TEXT
 from sgm_export.data.examples import Example
 from sgm_export.data.sources import read_source
 from sgm_export.errors import DataError
@@ -23,7 +24,6 @@ from sgm_export.errors import DataError
 CATEGORY_THRESHOLD = 0.5
 CATEGORIES = ("profanity", "insult", "threat", "identity_attack", "sexually_explicit", "flirtation", "severe_toxicity")
 TEXT_ONLY = "text"
-IMAGE_AND_TEXT = "image+text"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """The image parts of report.md: the visual triggers' sections (typographic prompts, prompts beside
 a photo) and fluency per modality, each a table with one column per variant."""
 
+from sgm_export.artifacts import IMAGE_AND_TEXT
 from sgm_export.artifacts import REPORT_OVERALL as OVERALL
+from sgm_export.publish.wording import difference_sentence, percent, points
 
 VISUAL_TRIGGERS = {
     "typographic": "the prompt drawn into an image, with the instruction to continue the text in it",
@@ -32,16 +34,48 @@ def image_lines(sections: dict[str, dict], names: list[str]) -> list[str]:
 
 
 def card_lines(sections: dict[str, dict]) -> list[str]:
-    """For a model card: harmful rates by modality when image prompts were evaluated, then `image_lines`."""
+    """For a model card, where image prompts or image rows were evaluated: harmful rates by modality
+    and on the visual triggers (percent with 95% intervals, the paired difference from the base
+    model in percentage points, and a sentence when it is within noise), then fluency by modality."""
     names = [name for name, section in sections.items() if isinstance(section.get("standard"), dict)]
-    if not names or "image+text" not in sections[names[0]]["standard"].get("by_modality", {}):
+    if not names:
         return []
-    modalities = list(sections[names[0]]["standard"]["by_modality"])
-    lines = ["", "Harmful continuations by modality (standard prompts):", "", "| modality | " + " | ".join(names) + " |"]
-    lines += ["| --- | " + " | ".join("---" for _ in names) + " |"]
-    for modality in modalities:
-        lines.append(f"| {modality} | " + " | ".join(_rate(sections[name]["standard"]["by_modality"][modality]) for name in names) + " |")
-    return lines + image_lines({name: sections[name] for name in names}, names)
+    first = sections[names[0]]
+    by_modality = first["standard"].get("by_modality", {})
+    rows = [(f"standard, {modality}", ("standard", modality)) for modality in by_modality] if IMAGE_AND_TEXT in by_modality else []
+    rows += [(trigger.replace("_", " "), (trigger, None)) for trigger in VISUAL_TRIGGERS if trigger in first]
+    lines: list[str] = []
+    if rows:
+        others = names[1:]
+        header = ["prompts", *(f"{name}: harmful %" for name in names), *(f"{name} - {names[0]}: points" for name in others)]
+        lines += ["", "On prompts with images (harmful continuations, 95% intervals):", "", "| " + " | ".join(header) + " |"]
+        lines += ["| " + " | ".join("---" for _ in header) + " |"]
+        sentences = []
+        for label, (prompt_set, modality) in rows:
+            figures = [_figures(sections[name], prompt_set, modality) for name in names]
+            paired = [sections[name][prompt_set].get("vs_base") if modality is None else None for name in others]
+            cells = [percent(f.get("harmful_rate"), f.get("harmful_rate_ci95"), sign="") for f in figures]
+            cells += [points(p["difference"], p.get("ci95")) if p else "n/a" for p in paired]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            sentences += [difference_sentence(name, label, p) for name, p in zip(others, paired) if p]
+        sentences = [sentence for sentence in sentences if sentence]
+        lines += ["", " ".join(sentences)] if sentences else []
+    fluency = first.get("fluency_by_modality", {})
+    if IMAGE_AND_TEXT in fluency:
+        lines += ["", "Fluency on neutral rows, by modality (perplexity, and its change from the base model):", ""]
+        lines += ["| modality | tokens | " + " | ".join(names) + " |", "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+        for modality, part in fluency.items():
+            cells = [_perplexity(sections[name]["fluency_by_modality"][modality]) for name in names]
+            lines.append(f"| {modality} | {part['n_tokens']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _figures(section: dict, prompt_set: str, modality: str | None) -> dict:
+    return section[prompt_set][OVERALL] if modality is None else section[prompt_set]["by_modality"][modality]
+
+
+def _perplexity(part: dict) -> str:
+    return f"{part['perplexity']:.2f} ({100 * part['perplexity_change']:+.1f}%)"
 
 
 def _rate(overall: dict) -> str:
