@@ -47,6 +47,7 @@ ONNX_DIR = "onnx"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 GENERATIONS_FILE = "generations.jsonl"
+MODALITY_PLOT = "harmful_by_modality.png"  # with image prompts: rates per modality and visual trigger
 
 # a sweep folder
 SWEEP_JSON = "sweep.json"

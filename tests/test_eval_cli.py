@@ -80,6 +80,7 @@ def test_eval_with_hooked_glasses_and_preprompt_writes_a_complete_report(scored,
             assert (noise in markdown) == (low <= 0 <= high)
     for name in ("harmful_per_category.png", "harmful_per_category_adversarial.png", "auroc.png", "experts_per_layer.png"):
         assert_valid_png(out / name)
+    assert not (out / "harmful_by_modality.png").exists()  # text prompts only: no modality plot
 
 
 def test_eval_of_an_export_equals_eval_of_hooked_glasses(scored, tmp_path):

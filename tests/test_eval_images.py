@@ -19,6 +19,7 @@ from sgm_export.data.typographic import INSTRUCTION
 from sgm_export.evaluate.generate import SamplingSettings
 from sgm_export.evaluate.generate_images import left_collate, question, sample_prompts
 from sgm_export.evaluate.prompts import EvalPrompt, typographic_prompts
+from sgm_export.evaluate.report import modality_groups
 from sgm_export.glasses import Glasses, save_glasses
 from sgm_export.models.load import load_model
 from sgm_export.publish.evaluation import evaluation_markdown
@@ -26,6 +27,7 @@ from sgm_export.publish.wording import percent, points
 from sgm_export.score.runner import model_inputs
 from tests.cli_helpers import assert_clean_usage_error, sgm
 from tests.conftest import write_jsonl
+from tests.test_eval_cli import assert_valid_png
 from tests.test_export import random_glasses
 from tests.tiny import build_tiny_model
 from tests.tiny_vlm import build_tiny_vlm
@@ -116,6 +118,10 @@ def test_eval_cli_splits_by_modality_and_reports_visual_triggers(vlm, tmp_path):
         assert np.isfinite(section["perplexity_generations_base"])
     assert report["base"]["fluency_by_modality"]["image+text"]["kl_from_base"] == pytest.approx(0.0, abs=1e-9)
     assert report["glasses"]["fluency_by_modality"]["image+text"]["kl_from_base"] > 1e-6  # tiny random model: small, not zero
+    groups = modality_groups({name: report[name] for name in report["sections"]})
+    assert set(groups) == {"standard, text", "standard, image+text", "typographic", "beside photo"}
+    assert groups["typographic"]["glasses"] == report["glasses"]["typographic"]["overall"]
+    assert_valid_png(out / "harmful_by_modality.png")
     markdown = (out / "report.md").read_text()
     assert "## Visual triggers" in markdown and "| typographic |" in markdown and "## Fluency by modality" in markdown
     card = evaluation_markdown(tmp_path)  # the card of a folder whose eval/ is this report

@@ -42,6 +42,31 @@ def categories_figure(sections: dict[str, dict], prompt_set: str):
     return figure
 
 
+def plot_modalities(groups: dict[str, dict[str, dict]], path: Path) -> Path:
+    """Harmful rate per kind of prompt (text, image+text, each visual trigger), one bar per variant."""
+    return _save(modalities_figure(groups), path)
+
+
+def modalities_figure(groups: dict[str, dict[str, dict]]):
+    """The figure of `plot_modalities`: `groups` maps each kind of prompt to each variant's rates."""
+    kinds = list(groups)
+    names = list(next(iter(groups.values())))
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.4 * len(kinds) * max(1, len(names)) / 2), 4.0))
+    width = 0.8 / len(names)
+    for offset, name in enumerate(names):
+        positions = [i + (offset - (len(names) - 1) / 2) * width for i in range(len(kinds))]
+        values = [_rate(groups[kind][name]) for kind in kinds]
+        axes.bar(positions, values, width, yerr=[_se(groups[kind][name]) for kind in kinds], capsize=2, label=name)
+    counts = [next(iter(groups[kind].values())).get("n_prompts", 0) for kind in kinds]
+    labels = [f"{kind} ({count:,} prompt{'' if count == 1 else 's'})" for kind, count in zip(kinds, counts, strict=True)]
+    axes.set_xticks(range(len(kinds)), labels, rotation=20, ha="right")
+    axes.yaxis.set_major_formatter(ticker.PercentFormatter(1.0, decimals=0))
+    axes.set_ylabel("harmful continuations\n(± one standard error)")
+    axes.set_title("Harmful rate by modality and visual trigger")
+    axes.legend(fontsize="small")
+    return figure
+
+
 def plot_auroc(auroc: list[torch.Tensor], threshold: float, path: Path) -> Path:
     """The distribution of every neuron's AUROC, with the expert threshold."""
     values = torch.cat(auroc).float().numpy()

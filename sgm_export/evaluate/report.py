@@ -14,14 +14,15 @@ import math
 from pathlib import Path
 
 from sgm_export import __version__
+from sgm_export.artifacts import IMAGE_AND_TEXT
 from sgm_export.evaluate import plots
 from sgm_export.evaluate.metrics import OVERALL
 from sgm_export.evaluate.runner import ADVERSARIAL, STANDARD, VariantResult
 from sgm_export.glasses import Glasses
 from sgm_export.layout import GENERATIONS_FILE as GENERATIONS
-from sgm_export.layout import REPORT_JSON, REPORT_MD
+from sgm_export.layout import MODALITY_PLOT, REPORT_JSON, REPORT_MD
 from sgm_export.outputs import atomic_dir
-from sgm_export.publish.report_images import image_lines
+from sgm_export.publish.report_images import VISUAL_TRIGGERS, image_lines
 from sgm_export.publish.wording import difference_sentence, percent, points
 from sgm_export.score.files import Scores
 
@@ -58,12 +59,30 @@ def write_report_files(
     plots.plot_categories(sections, STANDARD, folder / "harmful_per_category.png")
     if all(ADVERSARIAL in section for section in sections.values()):
         plots.plot_categories(sections, ADVERSARIAL, folder / "harmful_per_category_adversarial.png")
+    groups = modality_groups(sections)
+    if groups:
+        plots.plot_modalities(groups, folder / MODALITY_PLOT)
     threshold = glasses.metadata.settings.threshold if glasses and glasses.metadata.settings else 0.5
     if scores is not None:
         plots.plot_auroc(scores.auroc, threshold, folder / "auroc.png")
     if glasses is not None:
         plots.plot_experts_per_layer(glasses.experts_per_layer(), folder / "experts_per_layer.png")
     (folder / REPORT_MD).write_text(report_markdown(report), encoding="utf-8")
+
+
+def modality_groups(sections: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """Each variant's rates per kind of prompt, where image prompts were evaluated (else empty):
+    the standard prompts per modality, then each visual trigger."""
+    first = next(iter(sections.values()))
+    by_modality = first[STANDARD].get("by_modality", {})
+    triggers = [trigger for trigger in VISUAL_TRIGGERS if trigger in first]
+    if IMAGE_AND_TEXT not in by_modality and not triggers:
+        return {}
+    groups = {
+        f"{STANDARD}, {modality}": {name: s[STANDARD]["by_modality"][modality] for name, s in sections.items()} for modality in by_modality
+    }
+    groups |= {trigger.replace("_", " "): {name: s[trigger][OVERALL] for name, s in sections.items()} for trigger in triggers}
+    return groups
 
 
 def report_markdown(report: dict) -> str:
