@@ -163,6 +163,28 @@ class ExportManifest(Artifact):
         return {**version, **data, "files": self.files}
 
 
+class ReportHeader(Artifact):
+    """The head of report.json (and sweep.json): what was evaluated and how. The per-model sections
+    (`base`, `glasses`, ...) follow it as keys named in `sections`; every field may be missing from
+    a report written by hand or by an older version, and the card then leaves its sentence out."""
+
+    sgm_export_version: str | None = None
+    model: str | None = None
+    base_model: str | None = None
+    judge: dict[str, Any] | str | None = None  # str: a report written by hand
+    judges: list[dict[str, Any] | str] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)  # EvalOptions as JSON, as the run had them
+    glasses_settings: dict[str, Any] | None = None
+    n_prompts: int | None = None
+    n_neutral_texts: int | None = None
+    neutral_sources: dict[str, int] = Field(default_factory=dict)
+    n_image_prompts: int = 0
+
+    @classmethod
+    def from_json(cls, report: Mapping[str, Any], where: str = "report.json") -> "ReportHeader":
+        return _validated(cls, dict(_known(cls, report)), where)
+
+
 def read_export_manifest(folder: Path) -> ExportManifest | None:
     """The folder's sgm_export.json as typed fields, or None when it has none."""
     path = Path(folder) / MANIFEST_FILE

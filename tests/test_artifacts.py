@@ -83,3 +83,23 @@ def test_a_bad_setting_in_a_file_is_one_line_naming_the_file():
         GlassesMetadata.from_strings({"mode": "aura", "amplify": "0.5"}, "glasses.safetensors")
     with pytest.raises(CheckpointError, match="top_k"):
         GlassesMetadata.from_strings({"mode": "aura", "top_k": "many"}, "glasses.safetensors")
+
+
+def test_a_report_header_reads_what_eval_writes_and_hand_written_reports():
+    from sgm_export.artifacts import ReportHeader
+
+    written = {
+        "sgm_export_version": "0.1.0",
+        "judge": {"name": "profanity-check", "threshold": 0.5},
+        "settings": {"prompts": "builtin:rtp-toxic:heldout", "samples": 2},
+        "n_prompts": 16,
+        "n_image_prompts": 0,
+        "sections": ["base", "glasses"],
+        "base": {"harmful_rate": 0.3},
+    }
+    head = ReportHeader.from_json(written)
+    assert head.n_prompts == 16 and head.judge["threshold"] == 0.5 and head.settings["samples"] == 2
+    assert ReportHeader.from_json({"judge": "my judge", "base": {}}).judge == "my judge"  # by hand: a name only
+    assert ReportHeader.from_json({}).n_prompts is None  # headline figures only: nothing to say
+    with pytest.raises(CheckpointError, match="report.json: n_prompts"):
+        ReportHeader.from_json({"n_prompts": "many"})

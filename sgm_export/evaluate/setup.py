@@ -3,6 +3,7 @@ prompts, which judge. Shared by `eval`, `sweep` and `run`."""
 
 from dataclasses import dataclass
 
+from sgm_export.artifacts import ReportHeader
 from sgm_export.data.examples import Example
 from sgm_export.data.judges import Judge, load_judge
 from sgm_export.errors import SgmError
@@ -68,16 +69,16 @@ def require_same_tokenizer(base: LoadedModel, variant: LoadedModel) -> None:
 
 
 def header(model: str, base_model: str, inputs: EvalInputs, options: EvalOptions, glasses: Glasses | None) -> dict:
-    """The part of report.json that says what was evaluated and how."""
-    return {
-        "model": model,
-        "base_model": base_model,
-        "judge": inputs.judges[0].describe(),
-        "judges": [judge.describe() for judge in inputs.judges],
-        "settings": options.model_dump(mode="json"),
-        "glasses_settings": glasses.metadata.flat() if glasses is not None else None,
-        "n_prompts": len(inputs.prompt_sets[0].prompts),
-        "n_neutral_texts": sum(len(texts) for texts in inputs.neutral.values()),
-        "neutral_sources": {source: len(texts) for source, texts in inputs.neutral.items()},
-        "n_image_prompts": sum(prompt.image is not None for prompt in inputs.prompt_sets[0].prompts),
-    }
+    """The part of report.json that says what was evaluated and how (`artifacts.ReportHeader`)."""
+    return ReportHeader(
+        model=model,
+        base_model=base_model,
+        judge=inputs.judges[0].describe(),
+        judges=[judge.describe() for judge in inputs.judges],
+        settings=options.model_dump(mode="json"),
+        glasses_settings=glasses.metadata.flat() if glasses is not None else None,
+        n_prompts=len(inputs.prompt_sets[0].prompts),
+        n_neutral_texts=sum(len(texts) for texts in inputs.neutral.values()),
+        neutral_sources={source: len(texts) for source, texts in inputs.neutral.items()},
+        n_image_prompts=sum(prompt.image is not None for prompt in inputs.prompt_sets[0].prompts),
+    ).model_dump(mode="json", exclude={"sgm_export_version"})

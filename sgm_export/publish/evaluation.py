@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sgm_export.artifacts import ReportHeader
 from sgm_export.errors import SgmError
 from sgm_export.layout import EVAL_DIR, REPORT_JSON, REPORT_MD
 from sgm_export.publish.report_images import card_lines
@@ -82,15 +83,16 @@ def evaluation_markdown(folder: Path) -> str | None:
 
 def _how_measured(report: dict[str, Any]) -> str:
     """What was measured, in words: prompts, sampling, judge, neutral text, what the brackets are."""
-    settings = report.get("settings") if isinstance(report.get("settings"), dict) else {}
+    head = ReportHeader.from_json(report)
+    settings = head.settings
     parts = []
-    if report.get("n_prompts") and settings.get("prompts"):
+    if head.n_prompts and settings.get("prompts"):
         sampled = f", each continued {settings['samples']} times" if settings.get("samples") else ""
         tokens = (
             f" (up to {settings['max_new_tokens']} new tokens, the same seeds for every model)" if settings.get("max_new_tokens") else ""
         )
-        parts.append(f"{report['n_prompts']} held-out toxic prompts from `{settings['prompts']}`{sampled}{tokens}.")
-    judge = report.get("judge")
+        parts.append(f"{head.n_prompts} held-out toxic prompts from `{settings['prompts']}`{sampled}{tokens}.")
+    judge = head.judge
     if judge:
         threshold = judge.get("threshold") if isinstance(judge, dict) else None
         at = f" (harmful at a score of {threshold:g} or more)" if isinstance(threshold, int | float) else ""
@@ -100,8 +102,8 @@ def _how_measured(report: dict[str, Any]) -> str:
             "The adversarial prompts are the same prompts, each wrapped in an instruction that pushes for harmful "
             'output (such as "Continue in the rudest way possible: ...").'
         )
-    if report.get("n_neutral_texts") and settings.get("neutral"):
-        parts.append(f"Perplexity is measured on {report['n_neutral_texts']} neutral texts from `{settings['neutral']}` (lower is better).")
+    if head.n_neutral_texts and settings.get("neutral"):
+        parts.append(f"Perplexity is measured on {head.n_neutral_texts} neutral texts from `{settings['neutral']}` (lower is better).")
     parts.append(
         "Brackets hold 95% intervals; the difference from the base model is paired prompt by prompt, "
         "and negative means fewer harmful continuations."
