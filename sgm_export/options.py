@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Pool = Literal["mean", "max"]
 Device = Literal["auto", "cpu", "cuda"]
+VERIFY_TOLERANCE = 1e-4  # the largest |logit difference| `verify` accepts unless told otherwise
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 DeviceMap = Literal["auto", "balanced", "sequential"]
 # The glasses' modes, each with the line the model card shows (glasses.py computes the scales).

@@ -3,6 +3,8 @@ once (the option models' "(default: X)" and argparse's %(default)s must never ad
 
 import argparse
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -58,8 +60,8 @@ def test_option_defaults_are_the_option_models_in_plain_words():
 
 def test_shared_flags_take_their_defaults_and_choices_from_their_owners():
     from sgm_export.cli.flags import CHECKPOINT_FORMATS
+    from sgm_export.options import VERIFY_TOLERANCE as DEFAULT_TOLERANCE
     from sgm_export.options import ExportOptions
-    from sgm_export.verify.result import DEFAULT_TOLERANCE
 
     actions = {name: {a.dest: a for a in parser._actions} for name, parser in parsers().items()}
     assert actions["verify"]["tolerance"].default == DEFAULT_TOLERANCE
@@ -70,3 +72,10 @@ def test_shared_flags_take_their_defaults_and_choices_from_their_owners():
     for name in with_access:  # the same two flags, worded once in cli/flags.py
         assert actions[name]["allow_pickle"].help.startswith("allow .bin/.pt pickle checkpoints of ")
         assert actions[name]["trust_remote_code"].help.endswith("own remote code to run")
+
+
+def test_building_the_parser_leaves_the_libraries_unimported():
+    """The libraries read their quiet settings when first imported, after the parser is built."""
+    code = "import sys; import sgm_export.cli as c; c.build_parser(); print(sorted({'huggingface_hub', 'transformers', 'torch'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

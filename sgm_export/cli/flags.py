@@ -1,12 +1,14 @@
 """Flags that several commands share, defined once: what a model may do when it loads, replacing
-an output, and the checks' settings, with choices and defaults taken from the modules that own
-them (the option models' types, the verify stage's tolerance), so a command cannot drift."""
+an output, and the checks' settings, with choices and defaults taken from where they are owned
+(the option models' types, `options.VERIFY_TOLERANCE`), so a command cannot drift.
+
+Light imports only: the parser is built before the libraries are told to be quiet
+(cli/__init__.py), so nothing imported here may import huggingface_hub or transformers."""
 
 import argparse
 from typing import get_args
 
-from sgm_export.options import Device, ExportFormat
-from sgm_export.verify.result import DEFAULT_TOLERANCE
+from sgm_export.options import VERIFY_TOLERANCE, Device, ExportFormat
 
 CHECKPOINT_FORMATS = [name for name in get_args(ExportFormat) if name != "onnx"]  # `export` writes these; `onnx` has its own command
 
@@ -35,7 +37,7 @@ def add_checkpoint_format(parser: argparse.ArgumentParser) -> None:
 def add_verify_settings(parser: argparse.ArgumentParser) -> None:
     """--tolerance and --device of `verify`, with the verify stage's own default tolerance."""
     parser.add_argument(
-        "--tolerance", type=float, default=DEFAULT_TOLERANCE, help="largest allowed |logit difference| (default: %(default)g)"
+        "--tolerance", type=float, default=VERIFY_TOLERANCE, help="largest allowed |logit difference| (default: %(default)g)"
     )
     devices = [name for name in get_args(Device) if name != "auto"]
     parser.add_argument("--device", default=devices[0], choices=devices, help="where to run both models (default: %(default)s)")

@@ -4,7 +4,9 @@ format (`verify/checkpoint.py` for module and folded exports, `verify/onnx.py` f
 import math
 from dataclasses import dataclass, field
 
-DEFAULT_TOLERANCE = 1e-4
+from sgm_export.options import VERIFY_TOLERANCE
+
+DEFAULT_TOLERANCE = VERIFY_TOLERANCE
 VERIFY_PROMPTS = (
     "The quick brown fox jumps over the lazy dog because",
     "I can't believe you would say something like that, you",
